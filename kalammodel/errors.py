@@ -1,0 +1,144 @@
+"""The exceptions kalammodel raises.
+
+```
+KalamModelError                 base of everything kalammodel raises
+├── UsageError                  misuse of the tool: bad option, bad workload file, corrupt case file
+├── KalamError                  the server or the network (raised by kalammodel.client)
+│   ├── SqlError                the server answered an error envelope (.status, .code, .message, .sql)
+│   │   └── RateLimited         HTTP 429 after the bounded retries
+│   ├── AuthError               login, token or WebSocket authentication refused
+│   ├── TransportError          connection refused, reset or closed; a reply that is not the protocol
+│   │   └── ConnectionClosed    a WebSocket closed (.code, .reason)
+│   └── DeadlineExceeded        a wait passed its deadline
+├── Divergence                  the server disagrees with the reference model: a finding, not a crash
+└── InternalError               a bug in kalammodel itself: please file a bug
+```
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "AuthError",
+    "ConnectionClosed",
+    "DeadlineExceeded",
+    "Divergence",
+    "InternalError",
+    "KalamError",
+    "KalamModelError",
+    "RateLimited",
+    "SqlError",
+    "TransportError",
+    "UsageError",
+]
+
+
+class KalamModelError(Exception):
+    """Base class of every exception kalammodel raises."""
+
+
+class UsageError(KalamModelError):
+    """Raised when the tool is used wrongly: a bad option, workload file or case file.
+
+    The message names the offending value and says what to do instead.
+    """
+
+
+class KalamError(KalamModelError):
+    """Raised by the wire client when the server or the network fails a request."""
+
+
+class SqlError(KalamError):
+    """Raised when ``/v1/api/sql`` (or an auth endpoint) answers with an error envelope."""
+
+    def __init__(self, status: int, code: str, message: str, sql: str | None = None, body: Any = None):
+        self.status = status
+        self.code = code
+        self.message = message
+        self.sql = sql
+        self.body = body
+        where = f" for {sql!r}" if sql else ""
+        super().__init__(f"HTTP {status} {code}: {message}{where}")
+
+
+class RateLimited(SqlError):
+    """Raised when the server still answers 429 after the client's bounded retries.
+
+    Likely cause: the server runs with KalamDB's default rate limits (100 queries/s per user). Start it
+    with the raised limits of docs/kalamdb-test-server.toml.
+    """
+
+
+class AuthError(KalamError):
+    """Raised when a login, a token or a WebSocket authentication is refused."""
+
+    def __init__(self, message: str, status: int | None = None, code: str | None = None):
+        self.status = status
+        self.code = code
+        self.message = message
+        super().__init__(message)
+
+
+class TransportError(KalamError):
+    """Raised when the connection fails: refused, reset, closed, or a reply that is not the protocol."""
+
+
+class ConnectionClosed(TransportError):
+    """Raised to every waiter when a WebSocket connection closes."""
+
+    def __init__(self, code: int | None, reason: str = ""):
+        self.code = code
+        self.reason = reason
+        super().__init__(f"WebSocket closed (code={code}, reason={reason!r})")
+
+
+class DeadlineExceeded(KalamError):
+    """Raised when a wait on the network passes its deadline. Nothing in kalammodel waits forever."""
+
+
+class Divergence(KalamModelError):
+    """The server disagrees with the reference model. This is a finding, reported as a bug candidate.
+
+    Carries the invariant that broke, the index and record of the step, what went over the wire, the
+    acting user, and the expected and actual outcomes.
+    """
+
+    def __init__(
+        self,
+        invariant: str,
+        message: str,
+        *,
+        step_index: int | None = None,
+        step: Any = None,
+        request: str | None = None,
+        actor: str | None = None,
+        expected: Any = None,
+        actual: Any = None,
+    ):
+        self.invariant = invariant
+        self.message = message
+        self.step_index = step_index
+        self.step = step
+        self.request = request
+        self.actor = actor
+        self.expected = expected
+        self.actual = actual
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        lines = [f"[{self.invariant}] {self.message}"]
+        if self.step_index is not None:
+            lines.append(f"  at step #{self.step_index}: {self.step!r}")
+        if self.actor is not None:
+            lines.append(f"  acting user: {self.actor}")
+        if self.request is not None:
+            lines.append(f"  request: {self.request}")
+        if self.expected is not None or self.actual is not None:
+            lines.append(f"  expected: {self.expected!r}")
+            lines.append(f"  actual:   {self.actual!r}")
+        return "\n".join(lines)
+
+
+class InternalError(KalamModelError):
+    """A bug in kalammodel itself, not in the server under test. Please file a bug with the traceback."""
