@@ -52,14 +52,15 @@ class KalamError(KalamModelError):
 class SqlError(KalamError):
     """Raised when ``/v1/api/sql`` (or an auth endpoint) answers with an error envelope."""
 
-    def __init__(self, status: int, code: str, message: str, sql: str | None = None, body: Any = None):
+    def __init__(self, status: int | None, code: str, message: str, sql: str | None = None, body: Any = None):
         self.status = status
         self.code = code
         self.message = message
         self.sql = sql
         self.body = body
         where = f" for {sql!r}" if sql else ""
-        super().__init__(f"HTTP {status} {code}: {message}{where}")
+        origin = f"HTTP {status} " if status else ""
+        super().__init__(f"{origin}{code}: {message}{where}")
 
 
 class RateLimited(SqlError):
