@@ -1,0 +1,55 @@
+"""Planted defects of the embedded server, each off by default and switched on by name at startup.
+
+Each fault imitates a realistic KalamDB failure so that the tester can prove it finds it. The engine asks
+``active(name)`` at the exact place where the defect lives; ``_ws.py`` implements the live-query ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+__all__ = ["FAULTS", "active", "configure", "enabled"]
+
+FAULTS: dict[str, str] = {
+    "user_select_leak": "a USER-table SELECT whose WHERE has a range predicate also returns another user's rows",
+    "live_cross_user": "a live subscription on a USER table also receives other users' change events",
+    "flush_keeps_hot": "flush writes Parquet but leaves the versions hot: duplicate primary keys in reads after flush",
+    "delete_resurrects_after_flush": "flush drops tombstones: a row deleted after it was flushed reappears after the next flush",
+    "cold_update_lost": "an UPDATE of a row that lives only in cold storage is lost at the next flush",
+    "flush_read_gap": "reads during a running flush miss the rows being moved",
+    "snapshot_has_more_early": "the initial-data batch says has_more=false while rows remain",
+    "live_delete_missing": "soft deletes send no change event to live subscriptions",
+    "execute_as_wrong_partition": "EXECUTE AS USER writes land in the caller's partition instead of the target's",
+    "user_writes_private_shared": "a 'user' role can write a PRIVATE shared table",
+    "readd_column_old_values": "after DROP COLUMN and ADD COLUMN of the same name, the old values show again",
+    "stream_never_expires": "STREAM-table rows never expire (TTL ignored at read time)",
+    "manifest_missing_file": "manifest.json lists a segment whose Parquet file is missing",
+    "from_seq_replays": "a subscription with from_seq_id replays the row at from_seq_id itself",
+    "random_flaky_select": "with probability 0.5 a SELECT drops its last row (a flaky failure)",
+}
+
+_active: frozenset[str] = frozenset()
+
+
+def configure(names: Iterable[str]) -> None:
+    """Switch on exactly ``names`` (raises ValueError naming the valid faults for an unknown one)."""
+    global _active
+    chosen = [n.strip() for n in names if n and n.strip()]
+    unknown = [n for n in chosen if n not in FAULTS]
+    if unknown:
+        raise ValueError(
+            f"unknown fault {', '.join(map(repr, unknown))}; valid faults: {', '.join(sorted(FAULTS))}"
+        )
+    _active = frozenset(chosen)
+
+
+def active(name: str) -> bool:
+    """True when the planted defect ``name`` is switched on."""
+    if name not in FAULTS:
+        raise KeyError(f"no fault named {name!r}; valid faults: {', '.join(sorted(FAULTS))}")
+    return name in _active
+
+
+def enabled() -> frozenset[str]:
+    """The faults switched on."""
+    return _active

@@ -1,0 +1,214 @@
+"""Statement splitting and classification: KalamDB's own statements by anchored regexes, standard SQL by sqlglot.
+
+``parse_statement(text)`` returns a ``Stmt``: ``kind`` names the statement, ``args`` carries what the engine needs
+(for standard SQL the sqlglot tree in ``args["tree"]``). Parse problems raise ``SqlFailure`` with code INVALID_SQL.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import attrs
+import sqlglot
+from sqlglot import exp
+
+from ._values import SqlFailure
+
+__all__ = ["Stmt", "parse_statement", "split_statements", "substitute_params"]
+
+_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+_QNAME = rf"(?:({_IDENT})\.)?({_IDENT})"
+
+
+@attrs.frozen
+class Stmt:
+    kind: str
+    text: str
+    args: dict[str, Any]
+    execute_as: str | None = None
+
+
+def split_statements(sql: str) -> list[str]:
+    """Split on ``;`` outside quotes, parentheses-agnostic; drops empty pieces and ``--`` comments."""
+    out, buf, i, n = [], [], 0, len(sql)
+    quote: str | None = None
+    while i < n:
+        c = sql[i]
+        if quote:
+            buf.append(c)
+            if c == quote:
+                if i + 1 < n and sql[i + 1] == quote:
+                    buf.append(sql[i + 1])
+                    i += 1
+                else:
+                    quote = None
+        elif c in ("'", '"'):
+            quote = c
+            buf.append(c)
+        elif c == "-" and sql.startswith("--", i):
+            j = sql.find("\n", i)
+            i = n if j < 0 else j
+            continue
+        elif c == ";":
+            out.append("".join(buf).strip())
+            buf = []
+        else:
+            buf.append(c)
+        i += 1
+    out.append("".join(buf).strip())
+    return [s for s in out if s]
+
+
+def _unquote(s: str | None) -> str | None:
+    if s is None:
+        return None
+    s = s.strip()
+    if len(s) >= 2 and s[0] == s[-1] and s[0] in "'\"":
+        return s[1:-1].replace(s[0] * 2, s[0])
+    return s
+
+
+_RX: list[tuple[str, re.Pattern[str]]] = [
+    ("begin", re.compile(r"(?:BEGIN|START\s+TRANSACTION)(?:\s+TRANSACTION|\s+WORK)?", re.I)),
+    ("commit", re.compile(r"COMMIT(?:\s+TRANSACTION|\s+WORK)?", re.I)),
+    ("rollback", re.compile(r"ROLLBACK(?:\s+TRANSACTION|\s+WORK)?", re.I)),
+    (
+        "create_namespace",
+        re.compile(rf"CREATE\s+(?:NAMESPACE|SCHEMA)\s+(IF\s+NOT\s+EXISTS\s+)?({_IDENT})", re.I),
+    ),
+    (
+        "drop_namespace",
+        re.compile(rf"DROP\s+(?:NAMESPACE|SCHEMA)\s+(IF\s+EXISTS\s+)?({_IDENT})(?:\s+CASCADE)?", re.I),
+    ),
+    (
+        "create_table",
+        re.compile(
+            rf"CREATE\s+(?:(USER|SHARED|STREAM)\s+)?TABLE\s+(IF\s+NOT\s+EXISTS\s+)?{_QNAME}\s*(\(.*?\))\s*"
+            r"(?:WITH\s*\((.*)\))?",
+            re.I | re.S,
+        ),
+    ),
+    (
+        "drop_table",
+        re.compile(rf"DROP\s+(?:(?:USER|SHARED|STREAM)\s+)?TABLE\s+(IF\s+EXISTS\s+)?{_QNAME}", re.I),
+    ),
+    ("alter_add", re.compile(rf"ALTER\s+TABLE\s+{_QNAME}\s+ADD\s+(?:COLUMN\s+)?(.+)", re.I | re.S)),
+    (
+        "alter_drop",
+        re.compile(rf"ALTER\s+TABLE\s+{_QNAME}\s+DROP\s+(?:COLUMN\s+)?(IF\s+EXISTS\s+)?({_IDENT})", re.I),
+    ),
+    ("alter_access", re.compile(rf"ALTER\s+TABLE\s+{_QNAME}\s+SET\s+ACCESS\s+LEVEL\s+({_IDENT})", re.I)),
+    (
+        "create_user",
+        re.compile(
+            r"CREATE\s+USER\s+(IF\s+NOT\s+EXISTS\s+)?('(?:[^']|'')*'|\"[^\"]*\"|[^\s]+)\s+WITH\s+"
+            r"(?:PASSWORD\s+('(?:[^']|'')*')|INTERNAL)\s+ROLE\s+('?\w+'?)(?:\s+EMAIL\s+('(?:[^']|'')*'))?",
+            re.I,
+        ),
+    ),
+    (
+        "alter_user",
+        re.compile(
+            r"ALTER\s+USER\s+('(?:[^']|'')*'|\"[^\"]*\"|[^\s]+)\s+SET\s+(PASSWORD|ROLE|EMAIL)\s+('(?:[^']|'')*'|\w+)",
+            re.I,
+        ),
+    ),
+    ("drop_user", re.compile(r"DROP\s+USER\s+(IF\s+EXISTS\s+)?('(?:[^']|'')*'|\"[^\"]*\"|[^\s]+)", re.I)),
+    ("flush_table", re.compile(rf"(?:STORAGE\s+)?FLUSH\s+TABLE\s+{_QNAME}", re.I)),
+    (
+        "flush_all",
+        re.compile(
+            rf"(?:STORAGE\s+)?FLUSH\s+ALL(?:\s+TABLES)?(?:\s+IN\s+(?:NAMESPACE\s+)?({_IDENT}))?", re.I
+        ),
+    ),
+    (
+        "create_storage",
+        re.compile(
+            rf"CREATE\s+STORAGE\s+(IF\s+NOT\s+EXISTS\s+)?({_IDENT})\s+TYPE\s+'?(\w+)'?\s+(.*)", re.I | re.S
+        ),
+    ),
+    ("drop_storage", re.compile(rf"DROP\s+STORAGE\s+(IF\s+EXISTS\s+)?({_IDENT})", re.I)),
+]
+
+_EXECUTE_AS = re.compile(
+    r"EXECUTE\s+AS\s+USER\s+('(?:[^']|'')*'|\"[^\"]*\"|[^\s(]+)\s*\((.*)\)\s*", re.I | re.S
+)
+
+
+def parse_statement(text: str) -> Stmt:
+    """Classify and parse one statement (without its trailing ``;``)."""
+    text = text.strip().rstrip(";").strip()
+    if not text:
+        raise SqlFailure("Empty SQL statement", "INVALID_INPUT")
+    if re.match(r"EXECUTE\s+AS\b", text, re.I):
+        m = _EXECUTE_AS.fullmatch(text)
+        if not m:
+            raise SqlFailure(
+                "Invalid EXECUTE AS USER syntax: expected EXECUTE AS USER 'name' (<statement>)",
+                "INVALID_INPUT",
+            )
+        inner = m.group(2).strip().rstrip(";").strip()
+        if not inner or len(split_statements(inner)) != 1:
+            raise SqlFailure("EXECUTE AS USER must wrap exactly one SQL statement", "INVALID_INPUT")
+        user = _unquote(m.group(1)) or ""
+        st = parse_statement(inner)
+        if st.execute_as is not None:
+            raise SqlFailure("EXECUTE AS USER cannot be nested", "INVALID_INPUT")
+        return attrs.evolve(st, execute_as=user)
+    for kind, rx in _RX:
+        m = rx.fullmatch(text)
+        if m:
+            return Stmt(kind, text, {"m": m.groups()})
+    head = text.split(None, 1)[0].upper()
+    if head in ("SELECT", "WITH", "INSERT", "UPDATE", "DELETE", "VALUES", "("):
+        try:
+            tree = sqlglot.parse_one(text, read="postgres")
+        except sqlglot.errors.ParseError as e:
+            raise SqlFailure(f"SQL parse error: {str(e).splitlines()[0]}", "INVALID_SQL") from None
+        if isinstance(tree, (exp.Select, exp.Union, exp.Intersect, exp.Except)) and head != "(":
+            return Stmt("select", text, {"tree": tree})
+        if isinstance(tree, exp.Insert):
+            return Stmt("insert", text, {"tree": tree})
+        if isinstance(tree, exp.Update):
+            return Stmt("update", text, {"tree": tree})
+        if isinstance(tree, exp.Delete):
+            return Stmt("delete", text, {"tree": tree})
+    if head in ("CREATE", "DROP", "ALTER", "STORAGE", "FLUSH"):
+        raise SqlFailure(f"Invalid or unsupported statement: {text[:200]}", "INVALID_SQL")
+    raise SqlFailure(f"Unsupported SQL statement: {text[:200]}", "INVALID_SQL")
+
+
+def substitute_params(tree: exp.Expression, params: list[Any]) -> exp.Expression:
+    """Replace ``$1..$n`` with literals (a copy); raises SqlFailure for a missing parameter."""
+    if not params:
+        return tree  # a leftover $n is then an unknown column, as on the real server
+
+    def repl(node: exp.Expression) -> exp.Expression:
+        name = None
+        if isinstance(node, exp.Parameter):
+            name = node.name
+        elif isinstance(node, exp.Placeholder) and node.name:
+            name = node.name.lstrip("$")
+        elif isinstance(node, exp.Column) and not node.table and node.name.startswith("$"):
+            name = node.name[1:]
+        if name is None or not name.isdigit():
+            return node
+        i = int(name)
+        if i < 1 or i > len(params):
+            raise SqlFailure(
+                f"Parameter ${i} is missing: {len(params)} parameter(s) given", "SQL_EXECUTION_ERROR"
+            )
+        return to_literal(params[i - 1])
+
+    return tree.copy().transform(repl)
+
+
+def to_literal(v: Any) -> exp.Expression:
+    if v is None:
+        return exp.Null()
+    if isinstance(v, bool):
+        return exp.Boolean(this=v)
+    if isinstance(v, (int, float)):
+        return exp.Literal.number(v) if v >= 0 else exp.Neg(this=exp.Literal.number(-v))
+    return exp.Literal.string(str(v))

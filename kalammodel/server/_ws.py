@@ -1,0 +1,1009 @@
+"""WebSocket live queries at ``GET /v1/ws`` (PROTOCOL.md §10), over the engine hooks of docs/ARCHITECTURE.md.
+
+One connection = three tasks: a reader (client frames, handled one at a time, as KalamDB does), a writer
+(every server frame goes through one queue, so replies and change events keep their order) and a watchdog
+(auth timeout, heartbeat timeout). Changes reach subscriptions through a ``LiveHub`` per engine:
+
+    engine thread ──ChangeEvent──▶ LiveHub._on_change ──call_soon_threadsafe──▶ LiveHub._dispatch (event loop)
+         (numbered under a lock: FIFO)                           │ scope, filter (_live_filter), payload
+                                                                 ▼
+                                  _Subscription.deliver ──▶ buffer (snapshot loading) or connection queue
+
+Snapshot rules (``live:manager/queries_manager.rs``, ``live:helpers/initial_data.rs``): the boundary is the
+largest ``_seq`` of the rows the subscription sees when it starts (0 when none); batches are pulled with
+``next_batch`` and always read rows with ``since < _seq <= boundary``; while loading, changes at or below the
+boundary are dropped and later ones buffered, then sent sorted by ``_seq`` after the last batch.
+
+Change payloads follow ``live:notification.rs``: insert ``rows=[row]``, update ``rows=[delta]`` +
+``old_values=[changed old values]``, soft delete ``old_values=[tombstone]``, STREAM hard delete
+``old_values=[{"row_id": "<owner>:<seq>"}]`` (``{}`` under a column projection, as in KalamDB).
+
+Faults (``_faults.py``) implemented here: ``live_cross_user``, ``snapshot_has_more_early``,
+``live_delete_missing``, ``from_seq_replays``.
+
+Serve it with uvicorn's ``ws=LivenessWebSocketProtocol`` so that ping frames count as liveness; without it the
+heartbeat timeout is not enforced (ASGI does not show pings to the application). Limits come from
+``app.state.ws_settings`` (a ``WsSettings``) when set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import decimal
+import gzip
+import json
+import logging
+import math
+import struct
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import attrs
+from starlette.websockets import WebSocket
+
+from ._live_filter import FilterError, matches
+
+try:  # written by the engine's author; every fault is off when it is missing
+    from ._faults import active as _fault_active
+except ImportError:  # pragma: no cover
+
+    def _fault_active(name: str) -> bool:
+        return False
+
+
+try:  # the engine's JSON cell writer (§2.4) over its canonical values: HTTP and WS then agree
+    from ._values import cell as _engine_cell
+except ImportError:  # pragma: no cover
+    _engine_cell = None  # type: ignore[assignment]
+
+try:  # uvicorn's default WebSocket protocol, subclassed to see ping frames (see LivenessWebSocketProtocol)
+    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+except ImportError:  # pragma: no cover
+    WebSocketsSansIOProtocol = None  # type: ignore[assignment,misc]
+
+__all__ = [
+    "DEFAULT_SETTINGS",
+    "LIVENESS_SCOPE_KEY",
+    "LiveHub",
+    "LivenessWebSocketProtocol",
+    "WsSettings",
+    "encode_cell",
+    "websocket_endpoint",
+]
+
+log = logging.getLogger("kalammodel.server.ws")
+
+AUTH_TIMEOUT_MESSAGE = "Authentication timeout - no auth message received within 3 seconds"
+MAX_ROWS_PER_BATCH = 1000  # default batch_size (commons:websocket.rs)
+MAX_BUFFERED_PER_SUBSCRIPTION = 1024  # live:models/connection.rs; the oldest buffered change is dropped
+LIVENESS_SCOPE_KEY = "kalammodel.ws_liveness"
+_CLOSE_REASON_LIMIT = 123  # bytes a WebSocket close reason may hold
+
+
+@attrs.frozen
+class WsSettings:
+    """Limits and timeouts of the WebSocket endpoint (defaults = docs/kalamdb-test-server.toml).
+
+    Put one on ``app.state.ws_settings`` to override; it is read when a connection opens.
+    """
+
+    auth_timeout: float = 3.0  # websocket.auth_timeout_secs
+    client_timeout: float = 30.0  # websocket.client_timeout_secs (KalamDB default 10; raised for testing)
+    check_interval: float = 0.5  # how often the watchdog looks (KalamDB: heartbeat_interval_secs = 5)
+    max_message_size: int = 1024 * 1024  # security.max_ws_message_size
+    max_messages_per_sec: int = 10_000  # rate_limit.max_messages_per_sec (KalamDB default 50)
+    max_subscriptions_per_user: int = 100  # rate_limit.max_subscriptions_per_user (KalamDB default 10)
+    max_subscriptions_per_connection: int = 100  # MAX_SUBSCRIPTIONS_PER_CONNECTION (fixed in KalamDB)
+    compression_threshold: int = 512  # ws/compression.rs COMPRESSION_THRESHOLD
+
+
+DEFAULT_SETTINGS = WsSettings()
+
+
+def _settings_for(app: Any) -> WsSettings:
+    settings = getattr(app.state, "ws_settings", None)
+    return settings if isinstance(settings, WsSettings) else DEFAULT_SETTINGS
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Cell encoding (§2.4)
+
+
+def _f32(value: float) -> float:
+    """A FLOAT (f32) widened to f64 the way KalamDB prints it: 45.67 -> 45.66999816894531."""
+    value = float(value)
+    if math.isnan(value) or math.isinf(value):
+        return value
+    return float(struct.unpack("<f", struct.pack("<f", value))[0])
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def _micros(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.timezone.utc)
+        delta = value - _EPOCH
+        return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    if isinstance(value, dt.time):
+        return ((value.hour * 60 + value.minute) * 60 + value.second) * 1_000_000 + value.microsecond
+    if isinstance(value, dt.date):
+        return (value - _EPOCH.date()).days
+    return value
+
+
+def encode_cell(value: Any, data_type: Any) -> Any:
+    """One cell as KalamDB writes it in JSON (§2.4), given the column's ``data_type`` (None: guess from value)."""
+    if value is None:
+        return None
+    if data_type is not None and _engine_cell is not None:
+        return _engine_cell(data_type, value)
+    if isinstance(data_type, Mapping):
+        if "Decimal" in data_type:
+            scale = int(data_type["Decimal"].get("scale", 0))
+            return f"{decimal.Decimal(str(value)):.{scale}f}"
+        if "Embedding" in data_type:
+            return [_f32(v) for v in value]
+        data_type = None
+    if data_type == "BigInt":
+        return str(int(value))
+    if data_type in ("Int", "SmallInt"):
+        return int(value)
+    if data_type == "Double":
+        return float(value)
+    if data_type == "Float":
+        return _f32(value)
+    if data_type == "Boolean":
+        return bool(value)
+    if data_type in ("Timestamp", "DateTime", "Date", "Time"):
+        return _micros(value)
+    if data_type == "Json":
+        return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    if data_type == "Bytes":
+        return list(bytes.fromhex(value) if isinstance(value, str) else bytes(value))
+    if data_type in ("Text", "Uuid"):
+        return str(value)
+    # unknown type: keep what JSON can carry
+    if isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return list(bytes(value))
+    if isinstance(value, (dt.date, dt.time)):
+        return _micros(value)
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return str(value)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Subscriptions
+
+
+def _is_star(plan: Any) -> bool:
+    """``SELECT *``: the ack schema then lists the system columns (which cannot be projected explicitly)."""
+    names = [f.get("name") for f in (plan.schema or [])]
+    return "_seq" in names or "_seq" in list(plan.columns or [])
+
+
+def _table_fields(engine: Any, plan: Any) -> list[dict[str, Any]]:
+    """Schema fields of every column of the plan's table: types and the PK even when they are not projected.
+
+    Read from ``LivePlan.table_schema`` when the engine provides it, else from the engine's table catalogue
+    (``engine.tables[table_id].columns``), else only the ack schema is known.
+    """
+    fields = getattr(plan, "table_schema", None)
+    if fields:
+        return list(fields)
+    try:
+        table = engine.tables.get(plan.table_id)
+        return [c.field(i) for i, c in enumerate(table.columns)] if table is not None else []
+    except Exception:  # noqa: BLE001 - an engine without that catalogue: fall back to the ack schema
+        return []
+
+
+def _column_types(plan: Any, table_fields: list[dict[str, Any]]) -> dict[str, Any]:
+    types: dict[str, Any] = {"_seq": "BigInt", "_deleted": "Boolean"}
+    for field in [*table_fields, *(plan.schema or [])]:
+        types[field["name"]] = field.get("data_type")
+    return types
+
+
+def _pk_columns(plan: Any, table_fields: list[dict[str, Any]]) -> list[str]:
+    explicit = getattr(plan, "pk_columns", None)
+    if explicit:
+        return list(explicit)
+    for source in (table_fields, plan.schema):
+        pks = [f["name"] for f in source or [] if "pk" in (f.get("flags") or [])]
+        if pks:
+            return pks
+    return []
+
+
+@attrs.define(eq=False)
+class _Page:
+    rows: list[dict[str, Any]]
+    has_more: bool
+    last_seq: int | None
+
+
+@attrs.define(eq=False)
+class _Subscription:
+    """One live query of one connection (``SubscriptionState`` + its flow control in KalamDB)."""
+
+    id: str
+    conn: _Connection
+    plan: Any
+    user_id: str
+    options: dict[str, Any] | None
+    batch_size: int
+    table_fields: list[dict[str, Any]] = attrs.field(factory=list)
+    cutoff: int = 0  # hub events numbered <= cutoff were committed before this subscription existed
+    loading: bool = False
+    boundary: int | None = None  # snapshot_end_seq
+    batch_num: int = 0
+    buffer: deque[tuple[int | None, dict[str, Any]]] = attrs.field(factory=deque)
+    closed: bool = False
+    star: bool = attrs.field(init=False)
+    types: dict[str, Any] = attrs.field(init=False)
+    pk: list[str] = attrs.field(init=False)
+    kind: str = attrs.field(init=False)
+    decimals: frozenset[str] = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.star = _is_star(self.plan)
+        self.types = _column_types(self.plan, self.table_fields)
+        self.decimals = frozenset(
+            k for k, t in self.types.items() if isinstance(t, Mapping) and "Decimal" in t
+        )
+        self.pk = _pk_columns(self.plan, self.table_fields)
+        self.kind = str(self.plan.kind).upper()
+
+    # -- filtering and projection ----------------------------------------------------------------------------
+
+    def matches(self, row: Mapping[str, Any]) -> bool:
+        if self.plan.where is None:
+            return True
+        if self.decimals:  # canonical DECIMAL values are strings; the filter compares them as numbers
+            row = {
+                k: decimal.Decimal(v) if k in self.decimals and isinstance(v, str) else v
+                for k, v in row.items()
+            }
+        return matches(self.plan.where, row, self.user_id)
+
+    def _output_columns(self, row: Mapping[str, Any]) -> list[str]:
+        if self.star:
+            has_deleted = "_deleted" in {f.get("name") for f in self.plan.schema or []}
+            return [
+                k
+                for k in row
+                if k != "_commit_seq" and not k.startswith("__") and (k != "_deleted" or has_deleted)
+            ]
+        cols = [c for c in self.plan.columns if c in row]
+        if "_seq" in row and "_seq" not in cols:
+            cols.append("_seq")
+        return cols
+
+    def encode_row(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        return {c: encode_cell(row[c], self.types.get(c)) for c in self._output_columns(row)}
+
+    def update_delta(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[dict, dict]:
+        """``project_update_delta``: new = _seq, PK, non-null user columns; old = _seq, PK, changed columns."""
+        new_out: dict[str, Any] = {}
+        old_out: dict[str, Any] = {}
+        for key in ["_seq", *self.pk]:
+            if key in new:
+                new_out[key] = encode_cell(new[key], self.types.get(key))
+            if key in old:
+                old_out[key] = encode_cell(old[key], self.types.get(key))
+        names = self._output_columns(new) if self.star else list(self.plan.columns)
+        for col in names:
+            if col.startswith("_") or col in self.pk:
+                continue
+            if col in new and new[col] is not None:
+                new_out[col] = encode_cell(new[col], self.types.get(col))
+            if col in old and col in new and old[col] != new[col]:
+                old_out[col] = encode_cell(old[col], self.types.get(col))
+        return new_out, old_out
+
+    def change_message(self, event: Any) -> tuple[dict[str, Any], int | None] | None:
+        """The ``change`` message this subscription gets for ``event`` and its seq, or None when filtered."""
+        kind = event.change_type
+        if kind == "delete" and _fault_active("live_delete_missing"):
+            return None
+        base: dict[str, Any] = {"type": "change", "subscription_id": self.id, "change_type": kind}
+        if kind == "delete" and self.kind == "STREAM":
+            # hard delete: KalamDB sends only the storage row id, without _seq; a WHERE clause cannot be
+            # evaluated on it (the columns are missing) so filtered subscriptions never see it
+            source = event.old_row or event.new_row or {}
+            seq = source.get("_seq", event.seq)
+            hard = {"row_id": f"{event.owner}:{seq}"}
+            if self.plan.where is not None:
+                return None
+            base["old_values"] = [hard if self.star else {}]
+            return base, None
+        try:
+            if not self.matches(event.new_row):
+                return None
+        except FilterError as exc:
+            log.debug("filter of subscription %s skipped a change: %s", self.id, exc)
+            return None
+        if kind == "insert":
+            base["rows"] = [self.encode_row(event.new_row)]
+        elif kind == "update":
+            new_out, old_out = self.update_delta(event.old_row or event.new_row, event.new_row)
+            base["rows"] = [new_out]
+            base["old_values"] = [old_out]
+        else:
+            base["old_values"] = [self.encode_row(event.new_row)]
+        return base, event.seq
+
+    # -- snapshot --------------------------------------------------------------------------------------------
+
+    def visible(
+        self, rows: list[dict[str, Any]], since: int | None, until: int | None
+    ) -> list[dict[str, Any]]:
+        out = []
+        for row in rows:
+            seq = row.get("_seq")
+            if seq is None or row.get("_deleted"):
+                continue
+            if since is not None and seq <= since:
+                continue
+            if until is not None and seq > until:
+                continue
+            try:
+                if not self.matches(row):
+                    continue
+            except FilterError as exc:
+                log.debug("filter of subscription %s skipped a snapshot row: %s", self.id, exc)
+                continue
+            out.append(row)
+        out.sort(key=lambda r: r["_seq"])
+        return out
+
+    def page(
+        self, rows: list[dict[str, Any]], since: int | None, limit: int, fetch_last: bool = False
+    ) -> _Page:
+        """One initial-data batch: rows with ``since < _seq <= boundary`` (``fetch_initial_data``)."""
+        if limit <= 0:
+            return _Page([], False, None)
+        candidates = self.visible(rows, since, self.boundary)
+        if fetch_last:
+            chosen, has_more = candidates[-limit:], False
+        else:
+            chosen = candidates[:limit]
+            has_more = len(candidates) > limit
+            if _fault_active("snapshot_has_more_early"):
+                has_more = len(candidates) > 2 * limit
+        last_seq = int(chosen[-1]["_seq"]) if chosen else None
+        return _Page([self.encode_row(r) for r in chosen], has_more, last_seq)
+
+    # -- delivery (event loop only) --------------------------------------------------------------------------
+
+    def set_boundary(self, boundary: int) -> None:
+        self.boundary = boundary
+        self.buffer = deque((s, m) for s, m in self.buffer if s is None or s > boundary)
+
+    def deliver(self, message: dict[str, Any], seq: int | None) -> None:
+        if self.closed:
+            return
+        if self.loading:
+            if self.boundary is not None and seq is not None and seq <= self.boundary:
+                return  # already part of the snapshot
+            if len(self.buffer) >= MAX_BUFFERED_PER_SUBSCRIPTION:
+                self.buffer.popleft()
+            self.buffer.append((seq, message))
+            return
+        self.conn.send(message)
+
+    def complete_initial_load(self) -> None:
+        self.loading = False
+        pending = sorted(self.buffer, key=lambda item: (item[0] is None, item[0] or 0))
+        self.buffer.clear()
+        for _seq, message in pending:
+            self.conn.send(message)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Fan-out
+
+
+class LiveHub:
+    """Routes the engine's committed changes to the subscriptions of every connection (one per engine)."""
+
+    def __init__(self, engine: Any, loop: asyncio.AbstractEventLoop):
+        self.engine = engine
+        self.loop = loop
+        self._lock = threading.Lock()
+        self._counter = 0
+        self._by_table: dict[str, dict[int, _Subscription]] = {}
+        self._per_user: dict[str, int] = {}
+        engine.add_change_listener(self._on_change)
+
+    def _on_change(self, event: Any) -> None:
+        """The engine's listener: any thread, right after a commit. Numbers the event and hands it over."""
+        with self._lock:
+            self._counter += 1
+            if not self._by_table.get(event.table_id):
+                return
+            try:
+                self.loop.call_soon_threadsafe(self._dispatch, self._counter, event)
+            except RuntimeError:  # the loop is closed: the server is shutting down
+                pass
+
+    def _dispatch(self, number: int, event: Any) -> None:
+        for sub in list(self._by_table.get(event.table_id, {}).values()):
+            if sub.closed or number <= sub.cutoff:
+                continue
+            if sub.kind == "SHARED":
+                pass
+            elif sub.plan.owner != event.owner and not (
+                sub.kind == "USER" and _fault_active("live_cross_user")
+            ):
+                continue
+            try:
+                built = sub.change_message(event)
+            except Exception:  # noqa: BLE001 - one bad row must not stop the fan-out to the others
+                log.exception("could not build the change for subscription %s", sub.id)
+                continue
+            if built is not None:
+                sub.deliver(*built)
+
+    def user_subscriptions(self, user_id: str) -> int:
+        return self._per_user.get(user_id, 0)
+
+    def register(self, sub: _Subscription) -> None:
+        with self._lock:
+            sub.cutoff = self._counter
+            self._by_table.setdefault(sub.plan.table_id, {})[id(sub)] = sub
+            self._per_user[sub.user_id] = self._per_user.get(sub.user_id, 0) + 1
+
+    def unregister(self, sub: _Subscription) -> None:
+        with self._lock:
+            sub.closed = True
+            subs = self._by_table.get(sub.plan.table_id)
+            if subs is not None and subs.pop(id(sub), None) is not None:
+                if not subs:
+                    del self._by_table[sub.plan.table_id]
+                left = self._per_user.get(sub.user_id, 0) - 1
+                if left > 0:
+                    self._per_user[sub.user_id] = left
+                else:
+                    self._per_user.pop(sub.user_id, None)
+
+
+def _hub_for(app: Any) -> LiveHub:
+    """The app's hub, created in the running loop at the first connection (and again for a new engine/loop)."""
+    engine = app.state.engine
+    loop = asyncio.get_running_loop()
+    hub = getattr(app.state, "live_hub", None)
+    if not isinstance(hub, LiveHub) or hub.engine is not engine or hub.loop is not loop:
+        if isinstance(hub, LiveHub) and hasattr(hub.engine, "remove_change_listener"):
+            hub.engine.remove_change_listener(hub._on_change)
+        hub = LiveHub(engine, loop)
+        app.state.live_hub = hub
+    return hub
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Connection
+
+
+class _InvalidMessage(Exception):
+    """A text frame that is not a client message; the connection closes with 1011 ``Invalid message: ...``."""
+
+
+@attrs.frozen
+class _Close:
+    code: int
+    reason: str
+
+
+class _TokenBucket:
+    def __init__(self, per_second: int):
+        self.capacity = float(max(per_second, 1))
+        self.tokens = self.capacity
+        self.stamp = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.capacity)
+        self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+class _Liveness:
+    """When the transport last received a frame (set by ``LivenessWebSocketProtocol``)."""
+
+    def __init__(self) -> None:
+        self.last_frame = time.monotonic()
+
+
+class _Connection:
+    def __init__(self, websocket: WebSocket, settings: WsSettings, hub: LiveHub, compress: bool):
+        self.websocket = websocket
+        self.settings = settings
+        self.hub = hub
+        self.compress = compress
+        self.out: asyncio.Queue[str | bytes | _Close] = asyncio.Queue()
+        self.principal: Any = None
+        self.protocol: dict[str, str] = {"serialization": "json", "compression": "gzip"}
+        self.auth_started = False
+        self.subs: dict[str, _Subscription] = {}
+        self.connected_at = time.monotonic()
+        self.last_activity = self.connected_at
+        self.liveness: _Liveness | None = websocket.scope.get(LIVENESS_SCOPE_KEY)
+        self.closing = False
+        self.closed = asyncio.Event()
+        self.rate = _TokenBucket(settings.max_messages_per_sec)
+
+    # -- sending ---------------------------------------------------------------------------------------------
+
+    def send(self, message: Mapping[str, Any], compressible: bool = True) -> None:
+        """Queue one server message; JSON >= 512 bytes goes out gzip-compressed in a binary frame when smaller."""
+        if self.closing:
+            return
+        text = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+        if compressible and self.compress:
+            data = text.encode()
+            if len(data) >= self.settings.compression_threshold:
+                packed = gzip.compress(data, compresslevel=1)
+                if len(packed) < len(data):
+                    self.out.put_nowait(packed)
+                    return
+        self.out.put_nowait(text)
+
+    def error(self, subscription_id: str, code: str, message: str) -> None:
+        self.send({"type": "error", "subscription_id": subscription_id, "code": code, "message": message})
+
+    def close(self, code: int, reason: str) -> None:
+        if not self.closing:
+            self.closing = True
+            self.out.put_nowait(_Close(code, reason.encode()[:_CLOSE_REASON_LIMIT].decode(errors="ignore")))
+
+    def touch(self) -> None:
+        self.last_activity = time.monotonic()
+
+    def last_seen(self) -> float:
+        assert self.liveness is not None
+        return max(self.last_activity, self.liveness.last_frame)
+
+    # -- tasks -----------------------------------------------------------------------------------------------
+
+    async def writer(self) -> None:
+        try:
+            while True:
+                item = await self.out.get()
+                if isinstance(item, _Close):
+                    await self.websocket.close(item.code, item.reason)
+                    return
+                if isinstance(item, bytes):
+                    await self.websocket.send_bytes(item)
+                else:
+                    await self.websocket.send_text(item)
+        except Exception as exc:  # noqa: BLE001 - the peer went away; the reader sees the disconnect
+            log.debug("websocket writer stopped: %r", exc)
+        finally:
+            self.closing = True
+            self.closed.set()
+
+    async def watchdog(self) -> None:
+        interval = max(0.01, self.settings.check_interval)
+        while not self.closing:
+            await asyncio.sleep(interval)
+            now = time.monotonic()
+            if (
+                self.principal is None
+                and not self.auth_started
+                and now - self.connected_at > self.settings.auth_timeout
+            ):
+                self.send({"type": "auth_error", "message": AUTH_TIMEOUT_MESSAGE})
+                self.close(1008, "Authentication timeout")
+                return
+            if self.liveness is None:
+                # served without LivenessWebSocketProtocol: ping frames are invisible, and closing a client
+                # that only pings would be a false alarm, so the heartbeat timeout is not enforced
+                continue
+            if now - self.last_seen() > self.settings.client_timeout:
+                self.close(1000, "Heartbeat timeout")
+                return
+
+    def drop_all(self) -> None:
+        for sub in self.subs.values():
+            self.hub.unregister(sub)
+        self.subs.clear()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Client messages
+
+
+def _field(obj: Mapping[str, Any], name: str, kind: type, what: str, optional: bool = False) -> Any:
+    """``obj[name]`` checked against ``kind`` (a JSON bool is never an int); missing -> error unless optional."""
+    value = obj.get(name)
+    if value is None:
+        if optional:
+            return None
+        if name not in obj:
+            raise _InvalidMessage(f"missing field `{name}`")
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise _InvalidMessage(f"invalid type: {_json_kind(value)}, expected {what}")
+    return value
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return f'string "{value}"'
+    if isinstance(value, bool):
+        return f"boolean `{str(value).lower()}`"
+    if isinstance(value, (int, float)):
+        return f"number `{value}`"
+    if isinstance(value, list):
+        return "sequence"
+    return "map"
+
+
+def _nonneg_int(obj: Mapping[str, Any], name: str, optional: bool = True) -> int | None:
+    value = _field(obj, name, int, "an unsigned integer", optional=optional)
+    if value is not None and value < 0:
+        raise _InvalidMessage(f"invalid value: integer `{value}`, expected an unsigned integer")
+    return value
+
+
+_VARIANTS = ("authenticate", "subscribe", "next_batch", "unsubscribe", "ping")
+
+
+def _parse(text: str) -> dict[str, Any]:
+    """Validate one text frame as a ``ClientMessage`` (serde's rules: unknown keys ignored, types checked)."""
+    try:
+        msg = json.loads(text)
+    except ValueError as exc:
+        raise _InvalidMessage(str(exc)) from None
+    if not isinstance(msg, dict):
+        raise _InvalidMessage(
+            f"invalid type: {_json_kind(msg)}, expected internally tagged enum ClientMessage"
+        )
+    kind = _field(msg, "type", str, "a string")
+    if kind not in _VARIANTS:
+        expected = ", ".join(f"`{v}`" for v in _VARIANTS)
+        raise _InvalidMessage(f"unknown variant `{kind}`, expected one of {expected}")
+    if kind == "authenticate":
+        method = _field(msg, "method", str, "a string")
+        if method != "jwt":
+            raise _InvalidMessage(f"unknown variant `{method}`, expected `jwt`")
+        _field(msg, "token", str, "a string")
+        protocol = _field(msg, "protocol", dict, "struct ProtocolOptions")
+        serialization = _field(protocol, "serialization", str, "a string")
+        compression = _field(protocol, "compression", str, "a string")
+        if serialization not in ("json", "msgpack"):
+            raise _InvalidMessage(f"unknown variant `{serialization}`, expected `json` or `msgpack`")
+        if compression not in ("none", "gzip"):
+            raise _InvalidMessage(f"unknown variant `{compression}`, expected `none` or `gzip`")
+    elif kind == "subscribe":
+        sub = _field(msg, "subscription", dict, "struct SubscriptionRequest")
+        _field(sub, "id", str, "a string")
+        _field(sub, "sql", str, "a string")
+        options = _field(sub, "options", dict, "struct SubscriptionOptions", optional=True)
+        if options is not None:
+            _nonneg_int(options, "batch_size")
+            _nonneg_int(options, "last_rows")
+            if "from" in options and "from_seq_id" in options:
+                raise _InvalidMessage("duplicate field `from`")
+            key = "from" if "from" in options else "from_seq_id"
+            _field(options, key, int, "i64", optional=True)
+    elif kind == "next_batch":
+        _field(msg, "subscription_id", str, "a string")
+        _field(msg, "last_seq_id", int, "i64", optional=True)
+    elif kind == "unsubscribe":
+        _field(msg, "subscription_id", str, "a string")
+    return msg
+
+
+def _batch_control(batch_num: int, has_more: bool, last_seq: int | None) -> dict[str, Any]:
+    if has_more:
+        status = "loading" if batch_num == 0 else "loading_batch"
+    else:
+        status = "ready"
+    return {"batch_num": batch_num, "has_more": has_more, "status": status, "last_seq_id": last_seq}
+
+
+async def _call(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run an engine hook off the event loop (the engine may block on its own locks or on disk)."""
+    return await asyncio.to_thread(fn, *args)
+
+
+async def _authenticate(conn: _Connection, engine: Any, token: str, protocol: dict[str, str]) -> None:
+    try:
+        principal = await _call(engine.verify_token, token)
+    except Exception as exc:  # noqa: BLE001 - any refusal is "Invalid credentials", as in KalamDB
+        log.debug("websocket authentication refused: %r", exc)
+        conn.send({"type": "auth_error", "message": "Invalid credentials"}, compressible=False)
+        conn.close(1008, "Authentication failed")
+        return
+    conn.principal = principal
+    conn.protocol = protocol
+    _send_auth_success(conn)
+
+
+def _send_auth_success(conn: _Connection) -> None:
+    principal = conn.principal
+    conn.send(
+        {
+            "type": "auth_success",
+            "user": principal.user_id,
+            "role": str(principal.role).lower(),
+            "protocol": conn.protocol,
+        }
+    )
+
+
+async def _subscribe(conn: _Connection, engine: Any, request: dict[str, Any]) -> None:
+    settings = conn.settings
+    sub_id: str = request["id"]
+    options: dict[str, Any] | None = request.get("options")
+    if not sub_id.strip():
+        conn.error("invalid_subscription", "INVALID_SUBSCRIPTION_ID", "Subscription ID cannot be empty")
+        return
+    user_id = conn.principal.user_id
+    if conn.hub.user_subscriptions(user_id) >= settings.max_subscriptions_per_user:
+        conn.error(sub_id, "SUBSCRIPTION_LIMIT_EXCEEDED", "Maximum subscriptions reached")
+        return
+    batch_size = MAX_ROWS_PER_BATCH
+    if options is not None and options.get("batch_size") is not None:
+        batch_size = int(options["batch_size"])
+    last_rows = options.get("last_rows") if options is not None else None
+    if last_rows is not None and last_rows > batch_size:
+        conn.error(
+            sub_id,
+            "UNSUPPORTED",
+            f"last_rows ({last_rows}) cannot exceed batch_size ({batch_size}); "
+            "paginated last_rows replay is not supported",
+        )
+        return
+    try:
+        plan = await _call(engine.plan_subscription, conn.principal, request["sql"])
+    except Exception as exc:  # noqa: BLE001 - LiveError carries its §10.4 code; anything else failed
+        code = getattr(exc, "code", None) or "SUBSCRIPTION_FAILED"
+        conn.error(sub_id, str(code), str(getattr(exc, "message", exc)))
+        return
+    if conn.closing:
+        return
+    if len(conn.subs) >= settings.max_subscriptions_per_connection:
+        limit = settings.max_subscriptions_per_connection
+        conn.error(sub_id, "UNSUPPORTED", f"Maximum subscriptions ({limit}) per connection exceeded")
+        return
+    previous = conn.subs.pop(sub_id, None)
+    if previous is not None:  # KalamDB replaces a subscription registered again under the same id
+        conn.hub.unregister(previous)
+    fields = _table_fields(engine, plan)
+    sub = _Subscription(sub_id, conn, plan, user_id, options, batch_size, fields, loading=options is not None)
+    conn.hub.register(sub)
+    conn.subs[sub_id] = sub
+    if options is None:
+        conn.send(_ack(sub, _batch_control(0, False, None)))
+        return
+
+    from_seq = options.get("from", options.get("from_seq_id"))
+    resume = from_seq is not None  # precedence: from, then last_rows, then plain batches
+    if resume and _fault_active("from_seq_replays"):
+        from_seq = None  # planted: the resume point is ignored, the rows up to it are sent again
+    try:
+        rows = await _call(engine.live_rows, plan)
+        visible = sub.visible(rows, from_seq, None)
+        sub.set_boundary(int(visible[-1]["_seq"]) if visible else 0)
+        if not resume and last_rows is not None:
+            page = sub.page(rows, None, int(last_rows), fetch_last=True)
+        else:
+            page = sub.page(rows, from_seq, batch_size)
+    except Exception as exc:  # noqa: BLE001 - the engine or a cell failed; the subscription is dropped
+        log.warning("initial data of subscription %s failed: %r", sub_id, exc)
+        conn.subs.pop(sub_id, None)
+        conn.hub.unregister(sub)
+        code = (
+            "CONVERSION_ERROR" if isinstance(exc, (TypeError, ValueError, decimal.InvalidOperation)) else None
+        )
+        conn.error(sub_id, code or str(getattr(exc, "code", "SUBSCRIPTION_FAILED")), str(exc))
+        return
+    if sub.closed:
+        return
+    control = _batch_control(0, page.has_more, page.last_seq)
+    conn.send(_ack(sub, control))
+    conn.send(
+        {"type": "initial_data_batch", "subscription_id": sub_id, "rows": page.rows, "batch_control": control}
+    )
+    if not page.has_more:
+        sub.complete_initial_load()
+
+
+def _ack(sub: _Subscription, control: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "subscription_ack",
+        "subscription_id": sub.id,
+        "total_rows": 0,
+        "batch_control": control,
+        "schema": list(sub.plan.schema or []),
+    }
+
+
+async def _next_batch(conn: _Connection, engine: Any, sub_id: str, last_seq_id: int | None) -> None:
+    sub = conn.subs.get(sub_id)
+    if sub is None:
+        conn.error(sub_id, "BATCH_FETCH_FAILED", f"Subscription not found: {sub_id}")
+        return
+    if sub.options is None:
+        conn.error(
+            sub_id, "BATCH_FETCH_FAILED", f"Subscription {sub_id} was created without initial data loading"
+        )
+        return
+    sub.batch_num += 1
+    batch_num = sub.batch_num
+    try:
+        rows = await _call(engine.live_rows, sub.plan)
+        page = sub.page(rows, last_seq_id, sub.batch_size)
+    except Exception as exc:  # noqa: BLE001 - reported to the client like KalamDB does
+        conn.error(sub_id, "BATCH_FETCH_FAILED", str(exc))
+        return
+    if sub.closed:
+        return
+    control = _batch_control(batch_num, page.has_more, page.last_seq)
+    conn.send(
+        {"type": "initial_data_batch", "subscription_id": sub_id, "rows": page.rows, "batch_control": control}
+    )
+    if not page.has_more:
+        sub.complete_initial_load()
+
+
+async def _handle_text(conn: _Connection, engine: Any, text: str) -> None:
+    settings = conn.settings
+    if len(text) > settings.max_message_size // 4 and len(text.encode()) > settings.max_message_size:
+        conn.error(
+            "protocol",
+            "MESSAGE_TOO_LARGE",
+            f"Message exceeds maximum size of {settings.max_message_size} bytes",
+        )
+        return
+    if not conn.rate.take():
+        conn.error("rate_limit", "RATE_LIMIT_EXCEEDED", "Too many messages")
+        return
+    try:
+        msg = _parse(text)
+    except _InvalidMessage as exc:
+        conn.close(1011, f"Invalid message: {exc}")
+        return
+    kind = msg["type"]
+    if kind == "authenticate":
+        if conn.principal is not None:
+            _send_auth_success(conn)
+            return
+        conn.auth_started = True
+        protocol = msg["protocol"]
+        await _authenticate(
+            conn,
+            engine,
+            msg["token"],
+            {"serialization": protocol["serialization"], "compression": protocol["compression"]},
+        )
+    elif kind == "subscribe":
+        if conn.principal is None:
+            conn.error("subscribe", "AUTH_REQUIRED", "Authentication required before subscribing")
+            return
+        await _subscribe(conn, engine, msg["subscription"])
+    elif conn.principal is None:
+        return  # next_batch / unsubscribe / ping before auth are ignored
+    elif kind == "next_batch":
+        await _next_batch(conn, engine, msg["subscription_id"], msg.get("last_seq_id"))
+    elif kind == "unsubscribe":
+        sub = conn.subs.pop(msg["subscription_id"], None)
+        if sub is not None:
+            conn.hub.unregister(sub)
+
+
+async def _read(conn: _Connection, engine: Any) -> None:
+    websocket = conn.websocket
+    while not conn.closing:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        conn.touch()
+        if conn.closing:
+            return
+        text = message.get("text")
+        if text is not None:
+            await _handle_text(conn, engine, text)
+        elif message.get("bytes") is not None:
+            conn.error("protocol", "UNSUPPORTED_DATA", "Binary not supported")
+
+
+def _query_flags(websocket: WebSocket) -> tuple[bool, dict[str, str]]:
+    """``compress=false`` turns gzip frames off; ``serialization`` / ``compression`` set the header-auth protocol."""
+    raw = websocket.scope.get("query_string", b"").decode("latin-1")
+    compress = True
+    protocol = {"serialization": "json", "compression": "gzip"}
+    for pair in raw.split("&"):
+        if pair.lower() == "compress=false":
+            compress = False
+        key, _, value = pair.partition("=")
+        if key == "serialization" and value.lower() == "msgpack":
+            protocol["serialization"] = "msgpack"
+        elif key == "compression" and value.lower() == "none":
+            protocol["compression"] = "none"
+    return compress, protocol
+
+
+async def websocket_endpoint(websocket: WebSocket) -> None:
+    """``GET /v1/ws``: authenticate, then serve subscribe / next_batch / unsubscribe / ping (§10)."""
+    app = websocket.app
+    engine = app.state.engine
+    settings = _settings_for(app)
+    hub = _hub_for(app)
+    compress, header_protocol = _query_flags(websocket)
+    await websocket.accept()
+    conn = _Connection(websocket, settings, hub, compress)
+    writer = asyncio.create_task(conn.writer())
+    watchdog = asyncio.create_task(conn.watchdog())
+    reader: asyncio.Task[None] | None = None
+    try:
+        authorization = websocket.headers.get("authorization", "")
+        if authorization.startswith("Bearer "):
+            conn.auth_started = True
+            await _authenticate(conn, engine, authorization[len("Bearer ") :], header_protocol)
+        if not conn.closing:
+            reader = asyncio.create_task(_read(conn, engine))
+            closed = asyncio.create_task(conn.closed.wait())
+            await asyncio.wait({reader, closed}, return_when=asyncio.FIRST_COMPLETED)
+            closed.cancel()
+        if conn.closing and not conn.closed.is_set():
+            # a close was queued (by the reader or the watchdog): let the writer send what precedes it
+            await asyncio.wait_for(conn.closed.wait(), timeout=5.0)
+    except (asyncio.TimeoutError, asyncio.CancelledError):
+        pass
+    finally:
+        conn.closing = True
+        conn.drop_all()
+        for task in (reader, watchdog, writer):
+            if task is not None and not task.done():
+                task.cancel()
+        await asyncio.gather(
+            *(t for t in (reader, watchdog, writer) if t is not None), return_exceptions=True
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# uvicorn protocol that lets the endpoint see ping frames
+
+
+if WebSocketsSansIOProtocol is not None:
+
+    class LivenessWebSocketProtocol(WebSocketsSansIOProtocol):
+        """uvicorn's WebSocket protocol, noting when any frame (ping included) arrives.
+
+        ASGI hides ping frames from the application, yet KalamDB counts them as liveness (§10.7). Run uvicorn
+        with ``ws=LivenessWebSocketProtocol``: only then does the endpoint enforce the heartbeat timeout.
+        """
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._kalammodel_liveness = _Liveness()
+
+        def data_received(self, data: bytes) -> None:
+            self._kalammodel_liveness.last_frame = time.monotonic()
+            super().data_received(data)
+
+        def handle_connect(self, event: Any) -> None:
+            super().handle_connect(event)
+            scope = getattr(self, "scope", None)
+            if isinstance(scope, dict):
+                scope[LIVENESS_SCOPE_KEY] = self._kalammodel_liveness
+
+else:  # pragma: no cover
+    LivenessWebSocketProtocol = None  # type: ignore[assignment,misc]

@@ -1,0 +1,40 @@
+"""§8: STREAM tables: per-user rows, TTL at read time, no UPDATE, hard DELETE, no transactions."""
+
+from __future__ import annotations
+
+import time
+
+from conftest import post_sql
+
+
+def test_stream_rules(sql, ns, server_url, token_for):
+    """Streams are per user, reject UPDATE, hard-delete and are refused inside transactions."""
+    sql(f"CREATE STREAM TABLE {ns}.ev (id TEXT, kind TEXT) WITH (TTL_SECONDS = 60)")
+    a, b = token_for("st_a"), token_for("st_b")
+    post_sql(server_url, a, f"INSERT INTO {ns}.ev (id, kind) VALUES ('1', 'x'), ('1', 'y')")
+    assert post_sql(server_url, b, f"SELECT COUNT(*) FROM {ns}.ev").json()["results"][0]["rows"] == [["0"]]
+    assert post_sql(server_url, a, f"SELECT COUNT(*) FROM {ns}.ev").json()["results"][0]["rows"] == [["2"]]
+    r = post_sql(server_url, a, f"UPDATE {ns}.ev SET kind = 'z' WHERE id = '1'")
+    assert r.status_code == 400 and "UPDATE not supported for STREAM tables" in r.json()["error"]["message"]
+    assert (
+        post_sql(server_url, a, f"DELETE FROM {ns}.ev WHERE kind = 'x'").json()["results"][0]["row_count"]
+        == 1
+    )
+    rows = post_sql(server_url, a, f"SELECT kind FROM {ns}.ev WHERE _deleted = true").json()["results"][0]
+    assert rows["row_count"] == 0
+    r = post_sql(server_url, a, f"BEGIN; INSERT INTO {ns}.ev (id, kind) VALUES ('2', 'q'); COMMIT")
+    assert (
+        r.status_code == 400
+        and "stream tables are not supported inside explicit transactions" in r.json()["error"]["message"]
+    )
+
+
+def test_stream_ttl_expires_at_read_time(sql, ns):
+    """Rows older than TTL_SECONDS disappear from SELECT."""
+    sql(f"CREATE STREAM TABLE {ns}.ev (id TEXT) WITH (TTL_SECONDS = 1)")
+    sql(f"INSERT INTO {ns}.ev (id) VALUES ('a')")
+    assert sql.rows(f"SELECT id FROM {ns}.ev") == [["a"]]
+    deadline = time.monotonic() + 5
+    while sql.rows(f"SELECT id FROM {ns}.ev") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert sql.rows(f"SELECT id FROM {ns}.ev") == []
