@@ -1,0 +1,103 @@
+"""The reference model of KalamDB: pure state, predicates and expectations (no I/O, no Hypothesis).
+
+```python
+from kalammodel.model import Model, TableSpec, Column, ColumnType, TableKind, Limits
+m = Model(actors={"root": Role.SYSTEM, "user1": Role.USER}, limits=Limits(1000, 100000))
+m.clock = time.time()
+expectation = m.insert("user1", "t1", ["id", "name"], ["BIGINT", "TEXT"], [(1, "a")])
+problem = compare_outcome(expectation, Outcome(ok=True, row_count=1))   # None: agrees
+```
+"""
+
+from __future__ import annotations
+
+from ._expect import (
+    Expectation,
+    ExpectCount,
+    ExpectError,
+    ExpectFlush,
+    ExpectFlushDone,
+    ExpectOk,
+    ExpectPause,
+    ExpectRows,
+    Outcome,
+    compare_outcome,
+    compare_rows,
+    flush_job_id,
+    flush_message_kind,
+)
+from ._model import Model, TableState
+from ._predicates import (
+    And,
+    Between,
+    Cmp,
+    In,
+    IsNotNull,
+    IsNull,
+    Like,
+    Not,
+    Or,
+    Predicate,
+    portable,
+    pred_from_data,
+    pred_to_data,
+)
+from ._types import (
+    ACTOR_ROLES,
+    RESERVED_COLUMNS,
+    SYSTEM_COLUMNS,
+    AccessLevel,
+    Column,
+    ColumnType,
+    Limits,
+    Role,
+    TableKind,
+    TableSpec,
+    canonical_json,
+    render_timestamp,
+    render_value,
+)
+
+__all__ = [
+    "ACTOR_ROLES",
+    "AccessLevel",
+    "And",
+    "Between",
+    "Cmp",
+    "Column",
+    "ColumnType",
+    "ExpectCount",
+    "ExpectError",
+    "ExpectFlush",
+    "ExpectFlushDone",
+    "ExpectOk",
+    "ExpectPause",
+    "ExpectRows",
+    "Expectation",
+    "In",
+    "IsNotNull",
+    "IsNull",
+    "Like",
+    "Limits",
+    "Model",
+    "Not",
+    "Or",
+    "Outcome",
+    "Predicate",
+    "RESERVED_COLUMNS",
+    "Role",
+    "SYSTEM_COLUMNS",
+    "TableKind",
+    "TableSpec",
+    "TableState",
+    "canonical_json",
+    "compare_outcome",
+    "compare_rows",
+    "flush_job_id",
+    "flush_message_kind",
+    "portable",
+    "pred_from_data",
+    "pred_to_data",
+    "render_timestamp",
+    "render_value",
+]

@@ -1,0 +1,1130 @@
+"""The reference model: what a correct KalamDB holds and answers (PROTOCOL §3–§9).
+
+The model is pure state. Each request-level method (``insert``, ``select``, ...) checks the request the way
+the contract says, predicts the outcome as an expectation, and applies the change **only when it predicts
+success**: a denied or failing request changes nothing.
+
+Scopes: USER and STREAM rows belong to an owner user id (the JWT subject, or the EXECUTE AS target, also for
+root/dba — PROTOCOL §6.2); SHARED rows live in the scope ``None``. Identities are the pool names the steps use
+(``root``, ``dba``, ``svc``, ``user1``, ...) plus synthetic ids reached by EXECUTE AS USER; the runner maps pool
+names to server user ids consistently.
+
+Row versions (USER/SHARED) are kept per primary key, oldest first; every version carries the model's write
+number, which orders versions the way ``_seq`` does (the runner is sequential). A version is *flushed* once a
+completed flush job surely saw it, *maybe flushed* when it was written while a flush was running. Cold files
+are predicted exactly only for scopes whose every flush was *quiet* (no write to the scope between the flush
+request and the job's completion) and whose schema did not change meanwhile.
+
+Time: ``model.clock`` (seconds, any epoch the runner likes, e.g. ``time.time()``) is set by the runner before
+each ``apply``. STREAM rows remember the clock at the INSERT's ``apply`` (``inserted_from``) and the clock at
+the next clock update (``inserted_until``): the request happened in between. With TTL ``t`` and slack ``s``, a
+row is surely visible while ``clock < inserted_from + t - s``, surely gone once ``clock > inserted_until + t + s``,
+and *may* be visible in between.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from ..errors import UsageError
+from ._expect import (
+    ExpectCount,
+    ExpectError,
+    ExpectFlush,
+    ExpectFlushDone,
+    ExpectOk,
+    ExpectPause,
+    ExpectRows,
+)
+from ._expect import (
+    compare_rows as _compare_rows,
+)
+from ._predicates import Predicate
+from ._types import (
+    ACTOR_ROLES,
+    RESERVED_COLUMNS,
+    AccessLevel,
+    Column,
+    ColumnType,
+    Limits,
+    Role,
+    TableKind,
+    TableSpec,
+)
+
+__all__ = ["Model", "TableState"]
+
+PERMISSION_DENIED = "PERMISSION_DENIED"
+SQL_EXECUTION_ERROR = "SQL_EXECUTION_ERROR"
+INVALID_SQL = "INVALID_SQL"
+
+_IDENT = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_PK_TYPES = (ColumnType.BIGINT, ColumnType.INT, ColumnType.SMALLINT, ColumnType.TEXT, ColumnType.TIMESTAMP)
+_FLUSH_POLICY = re.compile(r"(rows:(\d+)|interval:(\d+))(,(rows:(\d+)|interval:(\d+)))?")
+
+
+@attrs.frozen
+class _Ctx:
+    """Who a request runs as."""
+
+    actor: str
+    actor_role: Role
+    user_id: str  # the scope of USER/STREAM tables
+    role: Role  # effective role (EXECUTE AS runs with role user, PROTOCOL §6.3)
+    as_user: str | None
+    denied: bool  # EXECUTE AS not authorized
+
+
+@attrs.define
+class ColumnState:
+    """A column of a table: ids are never reused (PROTOCOL §9)."""
+
+    column_id: int
+    column: Column
+    added: bool = False  # added by ALTER: placed after _seq/_deleted in SELECT *
+
+
+@attrs.define(eq=False)
+class Version:
+    """One version of a USER/SHARED row."""
+
+    write_no: int
+    values: dict[int, Any]  # column id -> value; absent means NULL
+    deleted: bool
+    flushed: bool = False
+    maybe_flushed: bool = False
+
+
+@attrs.define(eq=False)
+class StreamRow:
+    """One STREAM row and the clock window of its INSERT."""
+
+    write_no: int
+    values: dict[int, Any]
+    inserted_from: float
+    inserted_until: float | None = None
+
+
+@attrs.define
+class Scope:
+    """The rows of one owner (None for SHARED)."""
+
+    owner: str | None
+    versions: dict[Any, list[Version]] = attrs.Factory(dict)
+    stream_rows: list[StreamRow] = attrs.Factory(list)
+    cold: dict[Any, dict[str, Any]] = attrs.Factory(dict)  # newest cold row per PK, by column name at flush
+    cold_exact: bool = True
+
+
+@attrs.define
+class FlushState:
+    """Flush bookkeeping of one table."""
+
+    any_write: bool = False  # anything ever written (a flush of a never-written table is skipped)
+    unflushed: bool = False  # writes surely not yet flushed
+    maybe_unflushed: bool = False  # writes whose flush state is unknown
+    running_job: str | None = None  # a job started by StartFlush, not yet awaited
+    started_at: int | None = None  # model write number when that flush was requested
+    requested_at: int | None = None  # write number at the last flush request (job id still to come)
+
+
+@attrs.define
+class TableState:
+    """A table in the example's namespace."""
+
+    spec: TableSpec
+    columns: list[ColumnState]
+    next_column_id: int
+    schema_version: int = 1
+    dropped: list[ColumnState] = attrs.Factory(list)
+    reused_names: bool = False  # a dropped column name was added again
+    schema_changes: list[int] = attrs.Factory(list)  # write numbers of ALTERs
+    scopes: dict[str | None, Scope] = attrs.Factory(dict)
+    flush: FlushState = attrs.Factory(FlushState)
+
+    @property
+    def kind(self) -> TableKind:
+        return self.spec.kind
+
+    @property
+    def pk(self) -> ColumnState | None:
+        for state in self.columns:
+            if state.column.primary_key:
+                return state
+        return None
+
+    @property
+    def auto_flush(self) -> bool:
+        return self.spec.flush_policy is not None
+
+    def column(self, name: str) -> ColumnState | None:
+        for state in self.columns:
+            if state.column.name == name:
+                return state
+        return None
+
+    def star_columns(self) -> list[str]:
+        """``SELECT *`` order: created columns, ``_seq``, ``_deleted``, then ALTER-added columns (§4.3, §9)."""
+        names = [s.column.name for s in self.columns if not s.added]
+        names += ["_seq", "_deleted"]
+        names += [s.column.name for s in self.columns if s.added]
+        return names
+
+    def column_type(self, name: str) -> ColumnType | None:
+        if name == "_seq":
+            return ColumnType.BIGINT
+        if name == "_deleted":
+            return ColumnType.BOOLEAN
+        state = self.column(name)
+        return None if state is None else state.column.type
+
+
+def _error(reasons: list[tuple[str, str]]) -> ExpectError:
+    codes: list[str] = []
+    for code, _ in reasons:
+        for c in code.split("|"):
+            if c not in codes:
+                codes.append(c)
+    statuses = {_STATUS[c] for c in codes}
+    status = statuses.pop() if len(statuses) == 1 else None
+    return ExpectError(tuple(codes), status, "; ".join(r for _, r in reasons))
+
+
+_STATUS = {PERMISSION_DENIED: 403, SQL_EXECUTION_ERROR: 400, INVALID_SQL: 400}
+_BAD_QUERY = f"{SQL_EXECUTION_ERROR}|{INVALID_SQL}"
+
+
+def _can_create(role: Role, kind: TableKind) -> bool:
+    return role is not Role.USER or kind is not TableKind.SHARED
+
+
+def _can_alter(role: Role, kind: TableKind) -> bool:
+    return role is not Role.USER or kind is not TableKind.SHARED
+
+
+def _can_read_shared(level: AccessLevel, role: Role) -> bool:
+    if level is AccessLevel.PUBLIC:
+        return True
+    if level is AccessLevel.DBA:
+        return role.is_admin
+    return role is not Role.USER
+
+
+def _can_write_shared(level: AccessLevel, role: Role) -> bool:
+    if level is AccessLevel.DBA:
+        return role.is_admin
+    return role is not Role.USER
+
+
+def _can_impersonate(actor_role: Role, target_role: Role) -> bool:
+    order = [Role.USER, Role.SERVICE, Role.DBA, Role.SYSTEM]
+    if actor_role is Role.USER:
+        return False
+    return order.index(target_role) <= order.index(actor_role)
+
+
+def _same(a: Any, b: Any) -> bool | None:
+    """Whether two values of one column are the same for UPDATE's change count; None when it is unclear."""
+    if isinstance(a, float) and isinstance(b, float) and a == b == 0.0 and str(a) != str(b):
+        return None  # -0.0 vs 0.0: equal in SQL, different bits
+    return type(a) is type(b) and a == b if a is not None and b is not None else a is b
+
+
+def _sort_cmp(keys: Sequence[tuple[str, bool]]):
+    def cmp(a: Mapping[str, Any], b: Mapping[str, Any]) -> int:
+        for name, descending in keys:
+            x, y = a[name], b[name]
+            if x == y or (x is None and y is None):
+                continue
+            if x is None:  # NULLS LAST ascending, FIRST descending
+                return -1 if descending else 1
+            if y is None:
+                return 1 if descending else -1
+            result = -1 if x < y else 1
+            return -result if descending else result
+        return 0
+
+    return cmp
+
+
+def _clamp(n: int, high: int) -> int:
+    return max(0, min(n, high))
+
+
+@attrs.define
+class Model:
+    """The reference model of one example's namespace.
+
+    ``actors`` maps pool identities to roles; ``limits`` are the server's result limits; ``storages`` the
+    storage ids that exist; ``stream_slack`` (seconds) the tolerance around STREAM TTL boundaries;
+    ``default_pk_order``: the server sorts by PK when there is no ORDER BY and the PK is projected (§3).
+    """
+
+    actors: dict[str, Role] = attrs.Factory(lambda: dict(ACTOR_ROLES))
+    limits: Limits = attrs.Factory(Limits)
+    storages: frozenset[str] = frozenset({"local"})
+    stream_slack: float = 1.5
+    default_pk_order: bool = True
+    tables: dict[str, TableState] = attrs.Factory(dict)
+    write_no: int = 0
+    _clock: float = 0.0
+
+    # ------------------------------------------------------------------ time
+
+    @property
+    def clock(self) -> float:
+        """Seconds; set by the runner before each ``apply``."""
+        return self._clock
+
+    @clock.setter
+    def clock(self, now: float) -> None:
+        self._clock = float(now)
+        for table in self.tables.values():
+            for scope in table.scopes.values():
+                for row in scope.stream_rows:
+                    if row.inserted_until is None:
+                        row.inserted_until = self._clock
+                ttl = table.spec.ttl_seconds or 0
+                scope.stream_rows = [r for r in scope.stream_rows if self._stream_state(r, ttl) != "gone"]
+
+    def _stream_state(self, row: StreamRow, ttl: float) -> str:
+        if self._clock < row.inserted_from + ttl - self.stream_slack:
+            return "sure"
+        if row.inserted_until is not None and self._clock > row.inserted_until + ttl + self.stream_slack:
+            return "gone"
+        return "maybe"
+
+    # ------------------------------------------------------------------ identities
+
+    def role_of(self, user_id: str) -> Role:
+        """The role of a pool identity; any other id counts as role ``user`` (PROTOCOL §6.3)."""
+        return self.actors.get(user_id, Role.USER)
+
+    def effective_user(self, actor: str, as_user: str | None = None) -> str:
+        """The user id whose USER/STREAM rows a request of ``actor`` (EXECUTE AS ``as_user``) touches."""
+        return as_user if as_user is not None else actor
+
+    def _ctx(self, actor: str, as_user: str | None) -> _Ctx:
+        if actor not in self.actors:
+            raise UsageError(
+                f"unknown actor {actor!r}: the pool has {sorted(self.actors)}; add it to Model(actors=...)"
+            )
+        actor_role = self.actors[actor]
+        if as_user is None:
+            return _Ctx(actor, actor_role, actor, actor_role, None, False)
+        if (
+            not isinstance(as_user, str)
+            or not as_user
+            or any(c in as_user for c in "'/\\\x00")
+            or ".." in as_user
+        ):
+            raise UsageError(f"as_user {as_user!r} is not a valid user id: use letters, digits and '_'")
+        allowed = as_user == actor or _can_impersonate(actor_role, self.role_of(as_user))
+        return _Ctx(actor, actor_role, as_user, Role.USER, as_user, not allowed)
+
+    def _access(self, ctx: _Ctx, table: TableState, write: bool) -> list[tuple[str, str]]:
+        """Errors of the identity checks (EXECUTE AS, SHARED access levels) for a DML/SELECT."""
+        reasons: list[tuple[str, str]] = []
+        if ctx.denied:
+            reasons.append(
+                (
+                    PERMISSION_DENIED,
+                    f"{ctx.actor} ({ctx.actor_role.value}) may not EXECUTE AS {ctx.as_user!r}",
+                )
+            )
+        if table.kind is TableKind.SHARED:
+            if ctx.as_user is not None:
+                reasons.append((SQL_EXECUTION_ERROR, "EXECUTE AS USER is not allowed on SHARED tables"))
+            else:
+                level = table.spec.access_level or AccessLevel.PRIVATE
+                ok = _can_write_shared(level, ctx.role) if write else _can_read_shared(level, ctx.role)
+                if not ok:
+                    verb = "write" if write else "read"
+                    reasons.append(
+                        (
+                            PERMISSION_DENIED,
+                            f"role {ctx.role.value} may not {verb} a {level.value} SHARED table",
+                        )
+                    )
+        return reasons
+
+    # ------------------------------------------------------------------ lookups
+
+    def _table(self, name: str) -> TableState | None:
+        return self.tables.get(name)
+
+    def _missing(self, name: str) -> ExpectError:
+        return _error([(SQL_EXECUTION_ERROR, f"table {name!r} does not exist")])
+
+    def _scope(self, table: TableState, owner: str | None, create: bool = False) -> Scope | None:
+        key = None if table.kind is TableKind.SHARED else owner
+        scope = table.scopes.get(key)
+        if scope is None and create:
+            scope = table.scopes[key] = Scope(key)
+        return scope
+
+    def _owner(self, table: TableState, ctx: _Ctx) -> str | None:
+        return None if table.kind is TableKind.SHARED else ctx.user_id
+
+    def _row(self, table: TableState, values: Mapping[int, Any], deleted: bool = False) -> dict[str, Any]:
+        row = {s.column.name: values.get(s.column_id) for s in table.columns}
+        row["_deleted"] = deleted
+        row["_seq"] = None
+        return row
+
+    def _check_types(
+        self, table: TableState, items: Iterable[tuple[str, ColumnType | str, Any]], what: str
+    ) -> None:
+        for name, col_type, value in items:
+            state = table.column(name)
+            if state is None:
+                continue
+            if ColumnType(col_type) is not state.column.type:
+                raise UsageError(
+                    f"{what}: column {table.spec.name}.{name} is {state.column.type.value} in the model but the "
+                    f"step says {ColumnType(col_type).value}; the step is stale for this model state"
+                )
+            if value is not None:
+                try:
+                    state.column.type.check(value)
+                except ValueError as exc:
+                    raise UsageError(f"{what}: column {table.spec.name}.{name}: {exc}") from None
+
+    def _check_predicate(
+        self, table: TableState, where: Predicate | None, dml: bool
+    ) -> list[tuple[str, str]]:
+        if where is None:
+            return []
+        names = where.columns()
+        if "_seq" in names:
+            raise UsageError("predicates on _seq are not modelled: the model does not know _seq values")
+        if dml and "_deleted" in names:
+            raise UsageError("UPDATE/DELETE predicates naming _deleted are not modelled")
+        unknown = sorted(n for n in names if n != "_deleted" and table.column(n) is None)
+        if unknown:
+            return [(_BAD_QUERY, f"WHERE names unknown column(s) {unknown}")]
+        self._check_types(table, self._predicate_literals(where), "WHERE")
+        return []
+
+    def _predicate_literals(self, pred: Any) -> list[tuple[str, ColumnType, Any]]:
+        out: list[tuple[str, ColumnType, Any]] = []
+        if hasattr(pred, "items"):
+            for item in pred.items:
+                out += self._predicate_literals(item)
+        elif hasattr(pred, "item"):
+            out += self._predicate_literals(pred.item)
+        elif pred.column != "_deleted":
+            out.append((pred.column, pred.col_type, None))
+        return out
+
+    # ------------------------------------------------------------------ rows per scope
+
+    def _newest(self, scope: Scope) -> dict[Any, Version]:
+        return {pk: versions[-1] for pk, versions in scope.versions.items() if versions}
+
+    def _live(self, table: TableState, scope: Scope | None) -> dict[Any, Version]:
+        if scope is None:
+            return {}
+        return {pk: v for pk, v in self._newest(scope).items() if not v.deleted}
+
+    def _write(self, table: TableState, scope: Scope, pk: Any, values: dict[int, Any], deleted: bool) -> None:
+        self.write_no += 1
+        scope.versions.setdefault(pk, []).append(Version(self.write_no, values, deleted))
+        table.flush.any_write = True
+        table.flush.unflushed = True
+
+    def _candidates(
+        self, table: TableState, scope: Scope | None, where: Predicate | None
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Rows matching ``where``: (surely present, may be present)."""
+        sure: list[dict[str, Any]] = []
+        maybe: list[dict[str, Any]] = []
+        if scope is None:
+            return sure, maybe
+        with_deleted = where is not None and "_deleted" in where.columns()
+        if table.kind is TableKind.STREAM:
+            ttl = table.spec.ttl_seconds or 0
+            for row in scope.stream_rows:
+                state = self._stream_state(row, ttl)
+                if state == "gone":
+                    continue
+                values = self._row(table, row.values)
+                if where is not None and where.evaluate(values) is not True:
+                    continue
+                (sure if state == "sure" else maybe).append(values)
+            return sure, maybe
+        for version in self._newest(scope).values():
+            if version.deleted and not with_deleted:
+                continue
+            values = self._row(table, version.values, version.deleted)
+            if where is not None and where.evaluate(values) is not True:
+                continue
+            if version.deleted and (version.flushed or version.maybe_flushed or table.auto_flush):
+                maybe.append(values)  # flush may have discarded the tombstone (PROTOCOL §5.3, §7.3)
+            else:
+                sure.append(values)
+        return sure, maybe
+
+    # ------------------------------------------------------------------ DDL
+
+    def create_table(self, actor: str, spec: TableSpec, as_user: str | None = None) -> ExpectOk | ExpectError:
+        """``CREATE <kind> TABLE`` (PROTOCOL §4.1, §6.1)."""
+        ctx = self._ctx(actor, as_user)
+        reasons: list[tuple[str, str]] = []
+        if ctx.denied:
+            reasons.append((PERMISSION_DENIED, f"{actor} may not EXECUTE AS {as_user!r}"))
+        if not _can_create(ctx.role, spec.kind):
+            reasons.append(
+                (PERMISSION_DENIED, f"role {ctx.role.value} may not create a {spec.kind.value} table")
+            )
+        if spec.name in self.tables:
+            reasons.append((SQL_EXECUTION_ERROR, f"table {spec.name!r} already exists"))
+        reasons += self._spec_errors(spec)
+        if reasons:
+            return _error(reasons)
+        columns = [ColumnState(i + 1, c) for i, c in enumerate(spec.columns)]
+        self.tables[spec.name] = TableState(spec, columns, next_column_id=len(columns) + 1)
+        return ExpectOk()
+
+    def _spec_errors(self, spec: TableSpec) -> list[tuple[str, str]]:
+        if not _IDENT.fullmatch(spec.name):
+            raise UsageError(f"table name {spec.name!r} must be a lowercase identifier of at most 64 chars")
+        reasons: list[tuple[str, str]] = []
+        names = [c.name for c in spec.columns]
+        for column in spec.columns:
+            if not _IDENT.fullmatch(column.name) and column.name not in RESERVED_COLUMNS:
+                raise UsageError(
+                    f"column name {column.name!r} must be a lowercase identifier of at most 64 chars"
+                )
+            if column.name in RESERVED_COLUMNS:
+                reasons.append((_BAD_QUERY, f"column name {column.name!r} is reserved"))
+        if len(set(names)) != len(names):
+            reasons.append((_BAD_QUERY, f"duplicate column names in {names}"))
+        pks = [c for c in spec.columns if c.primary_key]
+        if len(pks) > 1:
+            reasons.append((_BAD_QUERY, f"more than one PRIMARY KEY: {[c.name for c in pks]}"))
+        if not pks and spec.kind is not TableKind.STREAM:
+            reasons.append((_BAD_QUERY, f"{spec.kind.value} tables require a PRIMARY KEY column"))
+        for pk in pks:
+            if pk.type not in _PK_TYPES:
+                raise UsageError(
+                    f"PRIMARY KEY {pk.name!r} of type {pk.type.value} is not modelled; use one of "
+                    f"{[t.value for t in _PK_TYPES]}"
+                )
+        if spec.kind is TableKind.STREAM and spec.ttl_seconds is None:
+            reasons.append((_BAD_QUERY, "STREAM tables require TTL_SECONDS"))
+        if spec.kind is not TableKind.STREAM and spec.ttl_seconds is not None:
+            reasons.append(
+                (_BAD_QUERY, f"TTL_SECONDS is only valid for STREAM tables, not {spec.kind.value}")
+            )
+        if spec.access_level is not None and spec.kind is not TableKind.SHARED:
+            reasons.append(
+                (_BAD_QUERY, f"ACCESS_LEVEL is only valid for SHARED tables, not {spec.kind.value}")
+            )
+        if spec.storage_id is not None and spec.storage_id not in self.storages:
+            reasons.append((SQL_EXECUTION_ERROR, f"storage {spec.storage_id!r} does not exist"))
+        if spec.flush_policy is not None:
+            if spec.kind is TableKind.STREAM:
+                raise UsageError("FLUSH_POLICY on a STREAM table is not modelled")
+            if not self._valid_policy(spec.flush_policy):
+                reasons.append((_BAD_QUERY, f"FLUSH_POLICY {spec.flush_policy!r} is invalid"))
+        return reasons
+
+    @staticmethod
+    def _valid_policy(text: str) -> bool:
+        match = _FLUSH_POLICY.fullmatch(text)
+        if match is None:
+            return False
+        for part in text.split(","):
+            key, _, number = part.partition(":")
+            value = int(number)
+            if key == "rows" and not 1 <= value <= 999999:
+                return False
+            if key == "interval" and not 1 <= value <= 86399:
+                return False
+        return len({p.partition(":")[0] for p in text.split(",")}) == len(text.split(","))
+
+    def alter_add_column(
+        self, actor: str, table_name: str, column: Column, as_user: str | None = None
+    ) -> ExpectOk | ExpectError:
+        """``ALTER TABLE ADD COLUMN``: old rows read NULL; placed after ``_seq``/``_deleted`` (PROTOCOL §9)."""
+        ctx = self._ctx(actor, as_user)
+        table = self._table(table_name)
+        if table is None:
+            return self._missing(table_name)
+        if column.primary_key or not column.nullable:
+            raise UsageError(f"ADD COLUMN {column.render()}: only nullable non-key columns are modelled")
+        reasons: list[tuple[str, str]] = []
+        if ctx.denied:
+            reasons.append((PERMISSION_DENIED, f"{actor} may not EXECUTE AS {as_user!r}"))
+        if not _can_alter(ctx.role, table.kind):
+            reasons.append(
+                (PERMISSION_DENIED, f"role {ctx.role.value} may not alter a {table.kind.value} table")
+            )
+        if column.name in RESERVED_COLUMNS:
+            reasons.append((_BAD_QUERY, f"column name {column.name!r} is reserved"))
+        elif not _IDENT.fullmatch(column.name):
+            raise UsageError(f"column name {column.name!r} must be a lowercase identifier")
+        if table.column(column.name) is not None:
+            reasons.append((SQL_EXECUTION_ERROR, f"column {column.name!r} already exists"))
+        if reasons:
+            return _error(reasons)
+        if any(d.column.name == column.name for d in table.dropped):
+            table.reused_names = True
+        table.columns.append(ColumnState(table.next_column_id, column, added=True))
+        table.next_column_id += 1
+        self._schema_changed(table)
+        return ExpectOk()
+
+    def alter_drop_column(
+        self, actor: str, table_name: str, name: str, as_user: str | None = None
+    ) -> ExpectOk | ExpectError:
+        """``ALTER TABLE DROP COLUMN``: gone from reads; writes naming it fail (PROTOCOL §9)."""
+        ctx = self._ctx(actor, as_user)
+        table = self._table(table_name)
+        if table is None:
+            return self._missing(table_name)
+        state = table.column(name)
+        if state is not None and state.column.primary_key:
+            raise UsageError(
+                f"dropping the PRIMARY KEY {table_name}.{name} is not modelled (UNCONFIRMED in §9)"
+            )
+        reasons: list[tuple[str, str]] = []
+        if ctx.denied:
+            reasons.append((PERMISSION_DENIED, f"{actor} may not EXECUTE AS {as_user!r}"))
+        if not _can_alter(ctx.role, table.kind):
+            reasons.append(
+                (PERMISSION_DENIED, f"role {ctx.role.value} may not alter a {table.kind.value} table")
+            )
+        if state is None:
+            reasons.append((SQL_EXECUTION_ERROR, f"column {name!r} does not exist"))
+        elif len(table.columns) == 1:
+            raise UsageError(f"dropping the last column {table_name}.{name} is not modelled")
+        if reasons:
+            return _error(reasons)
+        assert state is not None
+        table.columns.remove(state)
+        table.dropped.append(state)
+        self._schema_changed(table)
+        return ExpectOk()
+
+    def _schema_changed(self, table: TableState) -> None:
+        table.schema_version += 1
+        self.write_no += 1
+        table.schema_changes.append(self.write_no)
+
+    # ------------------------------------------------------------------ DML
+
+    def insert(
+        self,
+        actor: str,
+        table_name: str,
+        columns: Sequence[str],
+        types: Sequence[ColumnType | str],
+        rows: Sequence[Sequence[Any]],
+        as_user: str | None = None,
+    ) -> ExpectOk | ExpectError:
+        """``INSERT INTO t (cols) VALUES ...`` (PROTOCOL §5.1): all rows or none."""
+        ctx = self._ctx(actor, as_user)
+        table = self._table(table_name)
+        if table is None:
+            return self._missing(table_name)
+        if len(types) != len(columns):
+            raise UsageError(f"insert into {table_name}: {len(columns)} column(s) but {len(types)} type(s)")
+        for i, row in enumerate(rows):
+            if len(row) != len(columns):
+                raise UsageError(
+                    f"insert into {table_name}: row #{i} has {len(row)} value(s) for {len(columns)} column(s)"
+                )
+        if not rows:
+            raise UsageError(f"insert into {table_name}: at least one row is needed")
+        reasons = self._access(ctx, table, write=True)
+        if len(set(columns)) != len(columns):
+            reasons.append((_BAD_QUERY, f"column list {list(columns)} names a column twice"))
+        unknown = [c for c in columns if table.column(c) is None]
+        if unknown:
+            reasons.append((SQL_EXECUTION_ERROR, f"unknown or dropped column(s) {unknown}"))
+        self._check_types(
+            table, ((c, t, r[i]) for r in rows for i, (c, t) in enumerate(zip(columns, types))), "insert"
+        )
+        if reasons:
+            return _error(reasons)
+        ids = [table.column(c).column_id for c in columns]  # type: ignore[union-attr]
+        new_rows = [{cid: v for cid, v in zip(ids, row) if v is not None} for row in rows]
+        for state in table.columns:
+            if state.column.not_null and any(state.column_id not in r for r in new_rows):
+                reasons.append((SQL_EXECUTION_ERROR, f"NOT NULL column {state.column.name!r} gets NULL"))
+                break
+        owner = self._owner(table, ctx)
+        scope = self._scope(table, owner)
+        if table.kind is not TableKind.STREAM and not reasons:
+            pk = table.pk
+            assert pk is not None
+            live = self._live(table, scope)
+            seen: set[Any] = set()
+            for new in new_rows:
+                key = new[pk.column_id]
+                if key in seen:
+                    reasons.append((SQL_EXECUTION_ERROR, f"primary key {key!r} twice in one statement"))
+                    break
+                if key in live:
+                    reasons.append((SQL_EXECUTION_ERROR, f"primary key {key!r} already exists"))
+                    break
+                seen.add(key)
+        if reasons:
+            return _error(reasons)
+        scope = self._scope(table, owner, create=True)
+        assert scope is not None
+        if table.kind is TableKind.STREAM:
+            for new in new_rows:
+                self.write_no += 1
+                scope.stream_rows.append(StreamRow(self.write_no, new, self._clock))
+            table.flush.any_write = True
+        else:
+            pk = table.pk
+            assert pk is not None
+            for new in new_rows:
+                self._write(table, scope, new[pk.column_id], new, deleted=False)
+        return ExpectOk(affected=len(rows))
+
+    def update(
+        self,
+        actor: str,
+        table_name: str,
+        assignments: Sequence[tuple[str, ColumnType | str, Any]],
+        where: Predicate | None,
+        as_user: str | None = None,
+    ) -> ExpectOk | ExpectError:
+        """``UPDATE t SET ... WHERE ...`` (PROTOCOL §5.2): count = rows whose values change."""
+        ctx = self._ctx(actor, as_user)
+        table = self._table(table_name)
+        if table is None:
+            return self._missing(table_name)
+        if not assignments:
+            raise UsageError(f"update of {table_name}: at least one assignment is needed")
+        reasons = self._access(ctx, table, write=True)
+        if table.kind is TableKind.STREAM:
+            reasons.append((SQL_EXECUTION_ERROR, "UPDATE not supported for STREAM tables"))
+        if where is None:
+            reasons.append((_BAD_QUERY, "UPDATE requires a WHERE clause"))
+        names = [a[0] for a in assignments]
+        if len(set(names)) != len(names):
+            reasons.append((_BAD_QUERY, f"SET names a column twice: {names}"))
+        for name in names:
+            state = table.column(name)
+            if state is None:
+                reasons.append((SQL_EXECUTION_ERROR, f"SET names unknown or dropped column {name!r}"))
+            elif state.column.primary_key:
+                reasons.append((SQL_EXECUTION_ERROR, f"UPDATE cannot modify primary key column {name!r}"))
+        reasons += self._check_predicate(table, where, dml=True)
+        self._check_types(table, assignments, "update")
+        if reasons:
+            return _error(reasons)
+        scope = self._scope(table, self._owner(table, ctx))
+        assert table.pk is not None and where is not None
+        matched = [
+            (pk, v)
+            for pk, v in self._live(table, scope).items()
+            if where.evaluate(self._row(table, v.values)) is True
+        ]
+        new_values = {table.column(n).column_id: v for n, _, v in assignments}  # type: ignore[union-attr]
+        for cid, value in new_values.items():
+            state = next(s for s in table.columns if s.column_id == cid)
+            if value is None and state.column.not_null and matched:
+                return _error([(SQL_EXECUTION_ERROR, f"NOT NULL column {state.column.name!r} set to NULL")])
+        sure = unclear = 0
+        for pk, version in matched:
+            verdicts = [_same(version.values.get(cid), v) for cid, v in new_values.items()]
+            if all(v is True for v in verdicts):
+                continue
+            if any(v is False for v in verdicts):
+                sure += 1
+            else:
+                unclear += 1
+                table.flush.maybe_unflushed = True
+            values = dict(version.values)
+            for cid, value in new_values.items():
+                if value is None:
+                    values.pop(cid, None)
+                else:
+                    values[cid] = value
+            assert scope is not None
+            self.write_no += 1
+            scope.versions[pk].append(Version(self.write_no, values, False))
+            table.flush.any_write = True
+            if verdicts and any(v is False for v in verdicts):
+                table.flush.unflushed = True
+        return ExpectOk(affected=sure, affected_max=sure + unclear if unclear else None)
+
+    def delete(
+        self, actor: str, table_name: str, where: Predicate | None, as_user: str | None = None
+    ) -> ExpectOk | ExpectError:
+        """``DELETE FROM t WHERE ...``: tombstones (USER/SHARED) or hard delete (STREAM) (PROTOCOL §5.3, §8)."""
+        ctx = self._ctx(actor, as_user)
+        table = self._table(table_name)
+        if table is None:
+            return self._missing(table_name)
+        reasons = self._access(ctx, table, write=True)
+        if where is None:
+            reasons.append((_BAD_QUERY, "DELETE requires a WHERE clause"))
+        reasons += self._check_predicate(table, where, dml=True)
+        if reasons:
+            return _error(reasons)
+        assert where is not None
+        scope = self._scope(table, self._owner(table, ctx))
+        if scope is None:
+            return ExpectOk(affected=0)
+        if table.kind is TableKind.STREAM:
+            ttl = table.spec.ttl_seconds or 0
+            sure = maybe = 0
+            kept: list[StreamRow] = []
+            for row in scope.stream_rows:
+                state = self._stream_state(row, ttl)
+                if state != "gone" and where.evaluate(self._row(table, row.values)) is True:
+                    if state == "sure":
+                        sure += 1
+                    else:
+                        maybe += 1
+                    continue  # deleted now or expired anyway
+                kept.append(row)
+            scope.stream_rows = kept
+            return ExpectOk(affected=sure, affected_max=sure + maybe if maybe else None)
+        count = 0
+        for pk, version in list(self._live(table, scope).items()):
+            if where.evaluate(self._row(table, version.values)) is True:
+                self._write(table, scope, pk, dict(version.values), deleted=True)
+                count += 1
+        return ExpectOk(affected=count)
+
+    # ------------------------------------------------------------------ reads
+
+    def select(
+        self,
+        actor: str,
+        table_name: str,
+        columns: Sequence[str] | None = None,
+        where: Predicate | None = None,
+        order_by: Sequence[tuple[str, bool]] = (),
+        limit: int | None = None,
+        offset: int | None = None,
+        as_user: str | None = None,
+    ) -> ExpectRows | ExpectError:
+        """``SELECT cols FROM t [WHERE] [ORDER BY] [LIMIT] [OFFSET]`` with the server's limits (PROTOCOL §3)."""
+        ctx = self._ctx(actor, as_user)
+        table = self._table(table_name)
+        if table is None:
+            return self._missing(table_name)
+        if offset is not None and limit is None:
+            raise UsageError("OFFSET without LIMIT is not modelled; give a LIMIT")
+        for name, _ in order_by:
+            col_type = table.column_type(name)
+            if name in ("_seq", "_deleted") or (col_type is not None and not col_type.orderable):
+                raise UsageError(f"ORDER BY {name!r} is not modelled (system or JSON column)")
+        reasons = self._access(ctx, table, write=False)
+        names = list(columns) if columns is not None else table.star_columns()
+        unknown = [n for n in names if table.column_type(n) is None]
+        unknown += [n for n, _ in order_by if table.column_type(n) is None]
+        if unknown:
+            reasons.append((_BAD_QUERY, f"unknown or dropped column(s) {unknown}"))
+        reasons += self._check_predicate(table, where, dml=False)
+        if reasons:
+            return _error(reasons)
+        scope = self._scope(table, self._owner(table, ctx))
+        sure, maybe = self._candidates(table, scope, where)
+        return self._window(table, names, sure, maybe, list(order_by), limit, offset)
+
+    def _window(
+        self,
+        table: TableState,
+        names: list[str],
+        sure: list[dict[str, Any]],
+        maybe: list[dict[str, Any]],
+        order_by: list[tuple[str, bool]],
+        limit: int | None,
+        offset: int | None,
+        unlimited: bool = False,
+    ) -> ExpectRows:
+        cap = len(sure) + len(maybe) if unlimited else self.limits.effective(limit)
+        skip = offset or 0
+        pk = table.pk
+        sort_keys: list[tuple[int, bool]] = []
+        keys = order_by
+        if not keys and self.default_pk_order and pk is not None and pk.column.name in names:
+            keys = [(pk.column.name, False)]
+        for name, descending in keys:  # the projected prefix of the sort keys can be checked
+            if name not in names:
+                break
+            sort_keys.append((names.index(name), descending))
+
+        def project(row: Mapping[str, Any]) -> tuple[Any, ...]:
+            return tuple(row[n] for n in names)
+
+        exact_size: int | None = None
+        size_range: tuple[int, int] | None = None
+        if maybe:
+            if skip == 0 and len(sure) + len(maybe) <= cap:
+                rows, maybe_rows = sure, maybe
+            else:
+                rows, maybe_rows = [], sure + maybe
+                size_range = (_clamp(len(sure) - skip, cap), _clamp(len(sure) + len(maybe) - skip, cap))
+        elif skip == 0 and len(sure) <= cap:
+            rows, maybe_rows = sure, []
+        elif not order_by:
+            rows, maybe_rows = [], sure
+            exact_size = _clamp(len(sure) - skip, cap)
+        else:
+            ordered = sorted(sure, key=functools.cmp_to_key(_sort_cmp(order_by)))
+            window = ordered[skip : skip + cap]
+            exact_size = len(window)
+            cmp = _sort_cmp(order_by)
+            rows, maybe_rows = [], []
+            start = 0
+            while start < len(ordered):  # groups of rows tied on the sort keys
+                end = start + 1
+                while end < len(ordered) and cmp(ordered[start], ordered[end]) == 0:
+                    end += 1
+                inside = max(0, min(end, skip + cap) - max(start, skip))
+                if inside:
+                    (rows if inside == end - start else maybe_rows).extend(ordered[start:end])
+                start = end
+        types = tuple(table.column_type(n) for n in names)
+        return ExpectRows(
+            columns=tuple(names),
+            rows=[project(r) for r in rows],
+            maybe_rows=[project(r) for r in maybe_rows],
+            exact_size=exact_size,
+            size_range=size_range,
+            sort_keys=tuple(sort_keys),
+            types=types,
+        )
+
+    def count(
+        self, actor: str, table_name: str, where: Predicate | None = None, as_user: str | None = None
+    ) -> ExpectCount | ExpectError:
+        """``SELECT COUNT(*) AS n FROM t [WHERE]``: the true count, never capped (PROTOCOL §3)."""
+        ctx = self._ctx(actor, as_user)
+        table = self._table(table_name)
+        if table is None:
+            return self._missing(table_name)
+        reasons = self._access(ctx, table, write=False) + self._check_predicate(table, where, dml=False)
+        if reasons:
+            return _error(reasons)
+        sure, maybe = self._candidates(table, self._scope(table, self._owner(table, ctx)), where)
+        return ExpectCount(len(sure), len(sure) + len(maybe))
+
+    def read_system_table(self, actor: str, name: str, as_user: str | None = None) -> ExpectOk | ExpectError:
+        """``SELECT * FROM system.<name>``: dba/system only (PROTOCOL §6.1); rows are not predicted."""
+        ctx = self._ctx(actor, as_user)
+        reasons: list[tuple[str, str]] = []
+        if ctx.denied:
+            reasons.append((PERMISSION_DENIED, f"{actor} may not EXECUTE AS {as_user!r}"))
+        if not ctx.role.is_admin:
+            reasons.append((PERMISSION_DENIED, f"role {ctx.role.value} may not read system.{name}"))
+        return _error(reasons) if reasons else ExpectOk()
+
+    def pause(self, seconds: float) -> ExpectPause:
+        """Let time pass (the runner sleeps, then sets ``clock``)."""
+        return ExpectPause(seconds)
+
+    # ------------------------------------------------------------------ flush
+
+    def flush(
+        self, actor: str, table_name: str, wait: bool = True, as_user: str | None = None
+    ) -> ExpectFlush | ExpectError:
+        """``STORAGE FLUSH TABLE`` (PROTOCOL §7.1): service/dba/system; not for STREAM tables."""
+        ctx = self._ctx(actor, as_user)
+        table = self._table(table_name)
+        if table is None:
+            return self._missing(table_name)
+        reasons: list[tuple[str, str]] = []
+        if ctx.denied:
+            reasons.append((PERMISSION_DENIED, f"{actor} may not EXECUTE AS {as_user!r}"))
+        if ctx.role is Role.USER:
+            reasons.append((PERMISSION_DENIED, "STORAGE FLUSH TABLE requires Service, DBA, or System role"))
+        if table.kind is TableKind.STREAM:
+            reasons.append((SQL_EXECUTION_ERROR, "STORAGE FLUSH TABLE is not supported for STREAM tables"))
+        if reasons:
+            return _error(reasons)
+        flush = table.flush
+        expect_job: bool | None
+        if flush.running_job is not None or table.auto_flush or flush.maybe_unflushed:
+            expect_job = None
+        elif not flush.any_write:
+            expect_job = False
+        elif flush.unflushed:
+            expect_job = True
+        else:
+            expect_job = None
+        flush.requested_at = self.write_no
+        return ExpectFlush(table_name, wait=wait, expect_job=expect_job)
+
+    def flush_started(self, table_name: str, job_id: str | None) -> None:
+        """Runner: the flush request just sent answered with ``job_id`` (None when it was skipped)."""
+        table = self._known(table_name)
+        flush = table.flush
+        if job_id is None:
+            return
+        if flush.running_job is not None and flush.running_job != job_id:
+            self.flush_completed(table_name)  # the earlier job finished before this one could start
+        flush.running_job = job_id
+        flush.started_at = flush.requested_at if flush.requested_at is not None else self.write_no
+
+    def await_flush(self, table_name: str) -> ExpectFlushDone:
+        """The action of ``AwaitFlush``: wait for the job a ``StartFlush`` began (if any)."""
+        table = self._table(table_name)
+        job = None if table is None else table.flush.running_job
+        return ExpectFlushDone(table_name, job)
+
+    def flush_completed(self, table_name: str) -> None:
+        """Runner: the flush job of ``table_name`` completed; applies what the job did to the model.
+
+        Call it after waiting for the job of a ``Flush`` (``flush_started`` is optional there) or of an
+        ``AwaitFlush``. Do not call it when a flush was skipped because another one is still running.
+        A second call without a new flush request is a no-op.
+        """
+        table = self._known(table_name)
+        flush = table.flush
+        if flush.running_job is not None:
+            start = flush.started_at if flush.started_at is not None else self.write_no
+        elif flush.requested_at is not None:  # a waited flush: the job began at the request
+            start = flush.requested_at
+        else:
+            return
+        end = self.write_no
+        schema_moved = any(start < w <= end for w in table.schema_changes)
+        names = {s.column_id: s.column.name for s in table.columns}
+        any_tombstone = False
+        for scope in table.scopes.values():
+            late = False
+            for pk, versions in scope.versions.items():
+                batch = [v for v in versions if not v.flushed and v.write_no <= start]
+                late = late or any(v.write_no > start and not v.flushed for v in versions)
+                for version in versions:
+                    if start < version.write_no <= end and not version.flushed:
+                        version.maybe_flushed = True
+                if not batch:
+                    continue
+                newest = batch[-1]
+                for version in batch:
+                    version.flushed = True
+                if newest.deleted:
+                    any_tombstone = True
+                else:
+                    scope.cold[pk] = {name: newest.values.get(cid) for cid, name in names.items()}
+            if late or schema_moved:
+                scope.cold_exact = False
+        flush.running_job = None
+        flush.started_at = None
+        flush.requested_at = None
+        flush.unflushed = any(
+            not v.flushed and not v.maybe_flushed
+            for scope in table.scopes.values()
+            for vs in scope.versions.values()
+            for v in vs
+        )
+        if end > start or any_tombstone:
+            flush.maybe_unflushed = True
+
+    def _known(self, table_name: str) -> TableState:
+        table = self._table(table_name)
+        if table is None:
+            raise UsageError(f"table {table_name!r} is not in the model; known: {sorted(self.tables)}")
+        return table
+
+    # ------------------------------------------------------------------ queries for the runner and checks
+
+    def scopes(self, table_name: str) -> list[str | None]:
+        """Owners with rows in the table (``[None]`` for a SHARED table that has rows)."""
+        return list(self._known(table_name).scopes)
+
+    def known_pks(self, table_name: str, owner: str | None) -> set[Any]:
+        """Primary keys whose newest version is live."""
+        table = self._known(table_name)
+        return set(self._live(table, self._scope(table, owner)))
+
+    def deleted_pks(self, table_name: str, owner: str | None) -> set[Any]:
+        """Primary keys whose newest version is a tombstone."""
+        table = self._known(table_name)
+        scope = self._scope(table, owner)
+        return set() if scope is None else {pk for pk, v in self._newest(scope).items() if v.deleted}
+
+    def visible_rows(self, table_name: str, owner: str | None) -> list[dict[str, Any]]:
+        """Rows a default read of ``owner`` surely returns, keyed by current user column name (no ``_seq``/``_deleted``).
+
+        For STREAM tables only rows surely within their TTL; see :meth:`maybe_rows` for the others.
+        """
+        table = self._known(table_name)
+        sure, _ = self._candidates(table, self._scope(table, owner), None)
+        return [self._strip(r) for r in sure]
+
+    def maybe_rows(self, table_name: str, owner: str | None) -> list[dict[str, Any]]:
+        """STREAM rows near their TTL that a read may or may not return."""
+        table = self._known(table_name)
+        _, maybe = self._candidates(table, self._scope(table, owner), None)
+        return [self._strip(r) for r in maybe]
+
+    @staticmethod
+    def _strip(row: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in row.items() if k not in ("_seq", "_deleted")}
+
+    def expect_full_read(self, table_name: str, owner: str | None) -> ExpectRows:
+        """Every visible row of a scope, as ``SELECT *`` columns, sorted by PK, without result limits.
+
+        For ``client.read_all(table, order_by=<pk>)`` (which pages past the limits).
+        """
+        table = self._known(table_name)
+        sure, maybe = self._candidates(table, self._scope(table, owner), None)
+        return self._window(table, table.star_columns(), sure, maybe, [], None, None, unlimited=True)
+
+    def known_versions(self, table_name: str, owner: str | None, pk: Any) -> list[dict[str, Any]]:
+        """Every version the model knows for ``pk``, oldest first: current user columns plus ``_deleted``."""
+        table = self._known(table_name)
+        scope = self._scope(table, owner)
+        if scope is None:
+            return []
+        out = []
+        for version in scope.versions.get(pk, []):
+            row = self._strip(self._row(table, version.values))
+            row["_deleted"] = version.deleted
+            out.append(row)
+        return out
+
+    def expected_cold_rows(self, table_name: str, owner: str | None) -> dict[Any, dict[str, Any]] | None:
+        """Newest cold (flushed) row per PK of a scope, or None when the model cannot know it exactly.
+
+        Keys of each row are the table's user columns at the time of the flush that wrote it (dropped columns
+        included). None when a flush of this scope was not quiet, the schema changed during a flush, a dropped
+        column name was re-added, or the table has a FLUSH_POLICY (automatic flushes).
+        """
+        table = self._known(table_name)
+        if table.kind is TableKind.STREAM:
+            return {}
+        if table.auto_flush or table.reused_names or table.flush.running_job is not None:
+            return None
+        scope = self._scope(table, owner)
+        if scope is None:
+            return {}
+        if not scope.cold_exact:
+            return None
+        return {pk: dict(row) for pk, row in scope.cold.items()}
+
+    def column_names(self, table_name: str) -> list[str]:
+        """Current user columns in ``SELECT *`` order (system columns excluded)."""
+        return [n for n in self._known(table_name).star_columns() if n not in ("_seq", "_deleted")]
+
+    def primary_key(self, table_name: str) -> str | None:
+        """The PK column name of a table (None for a STREAM table without one)."""
+        pk = self._known(table_name).pk
+        return None if pk is None else pk.column.name
+
+    @staticmethod
+    def compare_rows(
+        expected: ExpectRows, actual_columns: Sequence[str], actual_rows: Sequence[Sequence[Any]]
+    ) -> str | None:
+        """See :func:`kalammodel.model.compare_rows`."""
+        return _compare_rows(expected, actual_columns, actual_rows)
