@@ -1,0 +1,254 @@
+"""pytest plugin ``kalammodel``: target options, Hypothesis profiles, session fixtures, report header.
+
+Options (group "kalammodel"):
+
+```
+--kalamdb-url URL               test a running server (else KALAMDB_URL; else the embedded server is spawned)
+--kalamdb-root-password P       its root password (else KALAMDB_ROOT_PASSWORD)
+--kalamdb-data-dir DIR          its storage.data_path, to check cold files on disk (else KALAMDB_DATA_DIR)
+--kalamdb-server-cmd CMD        a command that starts the server at --kalamdb-url (kill/restart become real)
+--kalammodel-fault NAME         switch on a planted defect of the embedded server (repeatable)
+--kalammodel-workload NAME      a workload model: a file in models/ or a path (default: default)
+--kalammodel-db DIR             Hypothesis example database (default .hypothesis/kalammodel)
+--kalammodel-shared-db DIR      a read-only shared example database consulted as well
+```
+
+Profiles (select with Hypothesis's own ``--hypothesis-profile``; default ``dev``, or ``ci`` when ``CI=true``):
+``ci`` (derandomized, 15 examples x 30 steps, prints blobs), ``dev`` (25 x 40), ``fuzz`` (10 000 x 100).
+Session fixtures: ``kalamdb_target``, ``actor_pool``, ``kalammodel_workload``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+if TYPE_CHECKING:
+    from kalammodel.targets import ActorPool, Target
+    from kalammodel.workloads import Workload
+
+__all__ = ["PROFILES", "actor_pool", "kalamdb_target", "kalammodel_workload"]
+
+# Steps talk to a server: too_slow measures that, not data generation.
+_SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large]
+PROFILES: dict[str, dict[str, Any]] = {
+    "ci": dict(derandomize=True, database=None, max_examples=15, stateful_step_count=30, deadline=None,
+               print_blob=True, suppress_health_check=_SLOW_OK),
+    "dev": dict(max_examples=25, stateful_step_count=40, deadline=None, suppress_health_check=_SLOW_OK),
+    "fuzz": dict(max_examples=10_000, stateful_step_count=100, deadline=None, print_blob=True,
+                 suppress_health_check=_SLOW_OK),
+}  # fmt: skip
+for _name, _kw in PROFILES.items():
+    settings.register_profile(_name, **_kw)
+
+_PROFILE_KEY = pytest.StashKey[str]()
+_WORKLOAD_KEY = pytest.StashKey[str]()
+_USED_TARGET = pytest.StashKey[Any]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("kalammodel", "kalammodel: model-based stateful testing of KalamDB")
+    group.addoption(
+        "--kalamdb-url",
+        default=None,
+        metavar="URL",
+        help="test the KalamDB server at URL (default: env KALAMDB_URL; else spawn the embedded server)",
+    )
+    group.addoption(
+        "--kalamdb-root-password",
+        default=None,
+        metavar="PASSWORD",
+        help="root password of that server (default: env KALAMDB_ROOT_PASSWORD)",
+    )
+    group.addoption(
+        "--kalamdb-data-dir",
+        default=None,
+        metavar="DIR",
+        help="the server's storage.data_path, to check cold files on disk (default: env KALAMDB_DATA_DIR)",
+    )
+    group.addoption(
+        "--kalamdb-server-cmd",
+        default=None,
+        metavar="CMD",
+        help="command that starts the server at --kalamdb-url, e.g. "
+        "'kalamdb-server docs/kalamdb-test-server.toml' (lets the tester kill and restart it)",
+    )
+    group.addoption(
+        "--kalammodel-fault",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="switch on a planted defect of the embedded server (repeatable)",
+    )
+    group.addoption(
+        "--kalammodel-workload",
+        default=None,
+        metavar="NAME",
+        help="workload model: a name from models/ or a path to a .toml file (default: default)",
+    )
+    group.addoption(
+        "--kalammodel-db",
+        default=".hypothesis/kalammodel",
+        metavar="DIR",
+        help="Hypothesis example database directory (default: .hypothesis/kalammodel)",
+    )
+    group.addoption("--kalammodel-shared-db", default=None, metavar="DIR",
+                    help="a shared example database, read but never written")  # fmt: skip
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def _profile_option(config: pytest.Config) -> str | None:
+    try:
+        return config.getoption("--hypothesis-profile")
+    except ValueError:  # the hypothesis pytest plugin is disabled
+        return None
+
+
+def _database(config: pytest.Config) -> Any:
+    from hypothesis.database import (
+        DirectoryBasedExampleDatabase,
+        MultiplexedDatabase,
+        ReadOnlyDatabase,
+    )
+
+    local = Path(config.getoption("--kalammodel-db"))
+    if not local.is_absolute():
+        local = config.rootpath / local
+    db: Any = DirectoryBasedExampleDatabase(local)
+    shared = config.getoption("--kalammodel-shared-db")
+    if shared:
+        shared_path = Path(shared)
+        if not shared_path.is_dir():
+            raise pytest.UsageError(f"--kalammodel-shared-db {shared!r} is not a directory")
+        db = MultiplexedDatabase(db, ReadOnlyDatabase(DirectoryBasedExampleDatabase(shared_path)))
+    return db
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    name = _profile_option(config) or ("ci" if _in_ci() else "dev")
+    if name in PROFILES:
+        kwargs = dict(PROFILES[name])
+        if not kwargs.get("derandomize"):
+            kwargs["database"] = _database(config)
+        # Re-registering under the same name keeps Hypothesis's own --hypothesis-profile loading consistent.
+        settings.register_profile(name, **kwargs)
+        settings.load_profile(name)
+    config.stash[_PROFILE_KEY] = name
+
+    faults = config.getoption("--kalammodel-fault")
+    if faults:
+        catalogue: dict[str, str] | None
+        try:
+            from kalammodel.server._faults import FAULTS as catalogue
+        except ImportError:
+            catalogue = None
+        if catalogue is not None:
+            unknown = [f for f in faults if f not in catalogue]
+            if unknown:
+                raise pytest.UsageError(
+                    f"--kalammodel-fault {', '.join(unknown)}: no such planted defect; valid faults: "
+                    f"{', '.join(sorted(catalogue))}"
+                )
+
+    workload = config.getoption("--kalammodel-workload")
+    if workload:
+        from kalammodel.errors import UsageError
+        from kalammodel.workloads import load_workload
+
+        try:
+            load_workload(workload, search_dirs=(config.rootpath / "models",))
+        except UsageError as exc:
+            raise pytest.UsageError(str(exc)) from exc
+    config.stash[_WORKLOAD_KEY] = workload or "default"
+
+
+def _describe_target(config: pytest.Config) -> str:
+    url = config.getoption("--kalamdb-url") or os.environ.get("KALAMDB_URL")
+    cmd = config.getoption("--kalamdb-server-cmd")
+    if cmd:
+        return f"process ({cmd}) at {url or '(no URL)'}"
+    if url:
+        return f"remote {url}"
+    faults = config.getoption("--kalammodel-fault")
+    return "embedded" + (f" with faults {', '.join(faults)}" if faults else "")
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    target = _describe_target(config)
+    version = "reported when the target starts"
+    url = config.getoption("--kalamdb-url") or os.environ.get("KALAMDB_URL")
+    if url and not config.getoption("--kalamdb-server-cmd"):
+        from kalammodel.errors import KalamModelError
+        from kalammodel.targets import _get_health
+
+        try:
+            version = str(_get_health(url.rstrip("/"), timeout=2.0).get("version", "unknown"))
+        except KalamModelError as exc:
+            version = f"unreachable ({exc})"
+    return [
+        f"kalammodel: target={target}, server version={version}, "
+        f"profile={config.stash.get(_PROFILE_KEY, '?')}, workload={config.stash.get(_WORKLOAD_KEY, 'default')}"
+    ]
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    target = config.stash.get(_USED_TARGET, None)
+    if target is not None:
+        version = getattr(target, "_version", None) or "unknown"
+        terminalreporter.write_line(f"kalammodel: ran against {target.describe()} (server version {version})")
+
+
+@pytest.fixture(scope="session")
+def kalammodel_workload(pytestconfig: pytest.Config) -> Workload:
+    """The workload model chosen with --kalammodel-workload (default: models/default.toml)."""
+    from kalammodel.workloads import load_workload
+
+    return load_workload(
+        pytestconfig.stash.get(_WORKLOAD_KEY, "default"), search_dirs=(pytestconfig.rootpath / "models",)
+    )
+
+
+@pytest.fixture(scope="session")
+def kalamdb_target(pytestconfig: pytest.Config) -> Iterator[Target]:
+    """The server under test, started for the session: embedded by default, remote or process when configured."""
+    from kalammodel.targets import target_from_config
+
+    target = target_from_config(
+        url=pytestconfig.getoption("--kalamdb-url"),
+        root_password=pytestconfig.getoption("--kalamdb-root-password"),
+        data_dir=pytestconfig.getoption("--kalamdb-data-dir"),
+        faults=pytestconfig.getoption("--kalammodel-fault"),
+        command=pytestconfig.getoption("--kalamdb-server-cmd"),
+    )
+    try:
+        target.start()
+        try:
+            target.server_version()
+        except Exception:  # noqa: BLE001 - the version is informative only
+            pass
+        pytestconfig.stash[_USED_TARGET] = target
+        yield target
+    finally:
+        target.close()
+
+
+@pytest.fixture(scope="session")
+def actor_pool(kalamdb_target: Target, kalammodel_workload: Workload) -> Iterator[ActorPool]:
+    """One logged-in client per identity of the workload ('root', 'dba', 'svc', 'user1', ...), created once."""
+    from kalammodel.targets import ActorPool
+
+    pool = ActorPool.for_target(kalamdb_target, kalammodel_workload.roles())
+    try:
+        pool.open_all()
+        yield pool
+    finally:
+        pool.close()
