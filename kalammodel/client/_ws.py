@@ -262,7 +262,7 @@ class Subscription:
                     ) from None
                 if msg.type == "error":
                     self._backlog.extendleft(reversed(held))
-                    raise SqlError(0, msg.code or "UNKNOWN", msg.message or "", self.sql, msg.raw)
+                    raise SqlError(None, msg.code or "UNKNOWN", msg.message or "", self.sql, msg.raw)
                 if msg.type == kind:
                     return msg
                 held.append(msg.raw)

@@ -90,8 +90,15 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         print(f"error: cannot open data directory {args.data_dir!r}: {e}", file=sys.stderr)
         return 2
+    from ._ws import LivenessWebSocketProtocol
+
+    ws_protocol: dict[str, object] = {}
+    if LivenessWebSocketProtocol is not None:
+        # ASGI hides ping frames; this protocol notes them so the heartbeat timeout counts them as liveness.
+        ws_protocol["ws"] = LivenessWebSocketProtocol
     config = uvicorn.Config(
         app,
+        **ws_protocol,  # type: ignore[arg-type]
         host=args.host,
         port=args.port,
         log_level="warning",

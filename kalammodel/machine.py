@@ -1,0 +1,582 @@
+"""The Hypothesis state machine: thin rules that draw a Step and hand it to the runner.
+
+Every rule draws one step from the current model state and the workload model, records it, and runs it through
+:class:`kalammodel.runner.Session`. Bundles hold the tables created so far and the primary keys written, so
+later steps hit existing rows. Swarm testing: besides Hypothesis's own rule swarm, each example enables a random
+subset of the workload's operations, so that some examples hammer a few operations hard.
+
+On a divergence the machine remembers the step list of the run (``KalamStateMachine.last_failure``); because
+Hypothesis replays the minimal failing example last, that is the shrunk program the corpus saves.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import attrs
+from hypothesis import event, note
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    initialize,
+    multiple,
+    precondition,
+    rule,
+)
+
+from .errors import Divergence
+from .model import Column, ColumnType, Role, TableKind
+from .steps import (
+    AlterAddColumn,
+    AlterDropColumn,
+    AwaitFlush,
+    Count,
+    CreateTable,
+    Delete,
+    Flush,
+    Insert,
+    InsertNamingDroppedColumn,
+    Pause,
+    ProbeCreateShared,
+    ProbeExecuteAs,
+    ProbeSharedWrite,
+    ProbeSystemRead,
+    Select,
+    SelectDeleted,
+    StartFlush,
+    Step,
+    StreamInsert,
+    StreamSelect,
+    StreamUpdate,
+    Update,
+)
+from .strategies import predicates, row_values, table_spec, values, weighted
+
+__all__ = ["Failure", "KalamStateMachine", "machine_for"]
+
+#: Synthetic user ids reached only through EXECUTE AS USER (they need no CREATE USER, PROTOCOL §6.3).
+SYNTHETIC_USERS = ("syn_a", "syn_b")
+
+#: Pauses are real time; only STREAM tables with a TTL up to this many seconds get one.
+MAX_PAUSE_TTL = 3
+
+_WRITE_OPS = (
+    "insert",
+    "insert_duplicate",
+    "update_pk",
+    "update_pred",
+    "delete_pk",
+    "delete_pred",
+    "reinsert_deleted",
+)
+_READ_OPS = ("select", "count", "select_deleted")
+_DDL_OPS = ("alter_add", "alter_drop")
+_FLUSH_OPS = ("flush", "flush_while_active")
+
+
+@attrs.define
+class Failure:
+    """The steps of a run that diverged, and the divergence."""
+
+    steps: list[Step]
+    divergence: Divergence
+
+
+class KalamStateMachine(RuleBasedStateMachine):
+    """Configured by :func:`machine_for` (runner and workload); see the module docstring."""
+
+    runner: ClassVar[Any] = None
+    workload: ClassVar[Any] = None
+    last_failure: ClassVar[Failure | None] = None
+    #: extra checks run after each step, e.g. live-query subscriptions (kalammodel.live)
+    step_hooks: ClassVar[tuple[Any, ...]] = ()
+
+    tables = Bundle("tables")
+    keys = Bundle("keys")
+
+    def __init__(self) -> None:
+        super().__init__()
+        if self.runner is None or self.workload is None:
+            raise RuntimeError("KalamStateMachine must be configured with machine_for(runner, workload)")
+        self.session = self.runner.session()
+        self.model = self.session.model
+        self.ops = dict(self.workload.operations.items)
+        self.enabled: set[str] = {op for op, w in self.ops.items() if w > 0}
+        self.failed = False
+        self.paused = False
+        self.table_count = 0
+        self.actors = {name: Role(self.runner.pool.role(name)) for name in self.runner.pool.names}
+
+    # ------------------------------------------------------------------ helpers
+
+    def _run(self, step: Step) -> None:
+        event(f"step: {step.kind}")
+        note(f"#{self.session.step_index + 1} {step.describe()}")
+        try:
+            self.session.run(step)
+            for hook in self.step_hooks:
+                hook(self, step)
+        except Divergence as div:
+            self.failed = True
+            type(self).last_failure = Failure(list(self.session.steps), div)
+            raise
+
+    def _on(self, *ops: str) -> bool:
+        return any(op in self.enabled for op in ops)
+
+    def _pick(self, data: st.DataObject, ops: tuple[str, ...]) -> str:
+        weights = [(op, self.ops.get(op, 0)) for op in ops if op in self.enabled]
+        return data.draw(weighted(weights), label="operation")
+
+    def _names_by_role(self, *roles: Role) -> list[str]:
+        return sorted(n for n, r in self.actors.items() if r in roles)
+
+    def _who(self, data: st.DataObject, kind: TableKind, write: bool) -> tuple[str, str | None]:
+        """An acting identity and an optional EXECUTE AS target that is allowed for this table kind."""
+        if kind is TableKind.SHARED:
+            roles = (Role.SERVICE, Role.DBA, Role.SYSTEM) if write else tuple(Role)
+            return data.draw(st.sampled_from(self._names_by_role(*roles) or ["root"]), label="actor"), None
+        own = [(n, None) for n in sorted(self.actors)]
+        impersonators = self._names_by_role(Role.SERVICE, Role.DBA, Role.SYSTEM)
+        users = self._names_by_role(Role.USER)
+        via = [(i, s) for i in impersonators for s in SYNTHETIC_USERS]
+        via += [(i, u) for i in impersonators for u in users]
+        return data.draw(st.sampled_from(own + via), label="actor")
+
+    def _table(self, name: str) -> Any:
+        return self.model.tables.get(name)
+
+    def _columns(self, state: Any) -> list[Column]:
+        return [s.column for s in state.columns]
+
+    def _owner(self, state: Any, actor: str, as_user: str | None) -> str | None:
+        return None if state.kind is TableKind.SHARED else self.model.effective_user(actor, as_user)
+
+    # ------------------------------------------------------------------ tables
+
+    def _create(self, data: st.DataObject) -> Any:
+        kinds = [(k, w) for k, w in self.workload.table_kinds.items if w > 0]
+        kind = TableKind(data.draw(weighted(kinds), label="table kind").upper())
+        name = f"t{self.table_count}"
+        self.table_count += 1
+        schemas = [s for s in self.workload.schemas if s.kind.upper() == kind.value]
+        spec = data.draw(table_spec(self.workload, name, kind), label="schema")
+        if schemas and data.draw(st.booleans(), label="workload schema"):
+            chosen = data.draw(st.sampled_from(schemas))
+            from .model import TableSpec
+
+            spec = TableSpec(
+                name=name,
+                kind=kind.value,
+                columns=tuple(
+                    Column(
+                        c.name,
+                        ColumnType(c.type.upper()),
+                        nullable=not (c.not_null or c.primary_key),
+                        primary_key=c.primary_key,
+                    )
+                    for c in chosen.columns
+                ),
+                ttl_seconds=chosen.ttl_seconds if kind is TableKind.STREAM else None,
+                access_level=chosen.access_level if kind is TableKind.SHARED else None,
+            )
+        if kind is TableKind.SHARED:
+            actor = data.draw(
+                st.sampled_from(self._names_by_role(Role.SERVICE, Role.DBA, Role.SYSTEM) or ["root"])
+            )
+        else:
+            actor = data.draw(st.sampled_from(sorted(self.actors)), label="creator")
+        self._run(CreateTable(actor, spec))
+        return name if name in self.model.tables else multiple()
+
+    @initialize(target=tables, data=st.data())
+    def first_table(self, data: st.DataObject) -> Any:
+        return self._create(data)
+
+    @precondition(lambda self: len(self.model.tables) < self.workload.tables_per_example.max)
+    @rule(target=tables, data=st.data())
+    def create_table(self, data: st.DataObject) -> Any:
+        return self._create(data)
+
+    # ------------------------------------------------------------------ writes
+
+    @precondition(lambda self: self._on(*_WRITE_OPS, "stream_insert"))
+    @rule(target=keys, table=tables, data=st.data())
+    def write(self, table: str, data: st.DataObject) -> Any:
+        state = self._table(table)
+        if state is None:
+            return multiple()
+        if state.kind is TableKind.STREAM:
+            return self._stream_write(state, data)
+        op = self._pick(data, _WRITE_OPS) if self._on(*_WRITE_OPS) else "insert"
+        actor, as_user = self._who(data, state.kind, write=True)
+        owner = self._owner(state, actor, as_user)
+        pk = state.pk.column if state.pk is not None else None
+        if op in ("insert", "insert_duplicate", "reinsert_deleted") or pk is None:
+            return self._insert(state, data, actor, as_user, owner, op)
+        if op in ("update_pk", "update_pred"):
+            assignments = self._assignments(state, data)
+            if not assignments:
+                return multiple()
+            if op == "update_pk":
+                key = self._existing_key(data, state, owner, pk)
+                step: Step = Update.by_pk(actor, state.spec.name, pk.name, pk.type, key, assignments, as_user)
+            else:
+                where = data.draw(predicates(self._columns(state)), label="where")
+                step = Update(actor, state.spec.name, assignments, where, as_user)
+            self._run(step)
+            return multiple()
+        if op == "delete_pk":
+            key = self._existing_key(data, state, owner, pk)
+            self._run(Delete.by_pk(actor, state.spec.name, pk.name, pk.type, key, as_user))
+        else:
+            where = data.draw(predicates(self._columns(state)), label="where")
+            self._run(Delete(actor, state.spec.name, where, as_user))
+        return multiple()
+
+    def _existing_key(self, data: st.DataObject, state: Any, owner: str | None, pk: Column) -> Any:
+        known = (
+            sorted(self.model.known_pks(state.spec.name, owner), key=repr)
+            if owner in self._scopes(state)
+            else []
+        )
+        if known and data.draw(st.integers(0, 4), label="existing key?") > 0:
+            return data.draw(st.sampled_from(known), label="key")
+        return data.draw(values(pk.type, pk=True), label="key")
+
+    def _scopes(self, state: Any) -> list[str | None]:
+        return self.model.scopes(state.spec.name)
+
+    def _insert(
+        self, state: Any, data: st.DataObject, actor: str, as_user: str | None, owner: str | None, op: str
+    ) -> Any:
+        columns = self._columns(state)
+        pk = state.pk.column if state.pk is not None else None
+        n = data.draw(
+            st.integers(max(1, self.workload.insert_rows.min), max(1, self.workload.insert_rows.max)),
+            label="rows",
+        )
+        rows = []
+        in_scope = owner in self._scopes(state)
+        for _ in range(n):
+            pk_value = None
+            if pk is not None and op == "insert_duplicate" and in_scope:
+                known = sorted(self.model.known_pks(state.spec.name, owner), key=repr)
+                if known:
+                    pk_value = data.draw(st.sampled_from(known), label="existing key")
+            if pk is not None and op == "reinsert_deleted" and in_scope:
+                deleted = sorted(self.model.deleted_pks(state.spec.name, owner), key=repr)
+                if deleted:
+                    pk_value = data.draw(st.sampled_from(deleted), label="deleted key")
+            rows.append(data.draw(row_values(columns, pk_value), label="row"))
+        if (
+            op == "insert_duplicate"
+            and pk is not None
+            and len(rows) == 1
+            and data.draw(st.booleans(), label="dup in stmt")
+        ):
+            rows.append(rows[0])
+        step = Insert(
+            actor,
+            state.spec.name,
+            tuple(c.name for c in columns),
+            tuple(c.type for c in columns),
+            tuple(rows),
+            as_user,
+        )
+        self._run(step)
+        if pk is None:
+            return multiple()
+        index = [c.name for c in columns].index(pk.name)
+        return multiple(*[(state.spec.name, owner, r[index]) for r in rows])
+
+    def _assignments(self, state: Any, data: st.DataObject) -> tuple[tuple[str, ColumnType, Any], ...]:
+        cols = [c for c in self._columns(state) if not c.primary_key]
+        if not cols:
+            return ()
+        chosen = data.draw(
+            st.lists(st.sampled_from(cols), min_size=1, max_size=2, unique_by=lambda c: c.name),
+            label="set columns",
+        )
+        out = []
+        for c in chosen:
+            null = c.nullable and data.draw(st.integers(0, 4), label="null?") == 0
+            out.append((c.name, c.type, None if null else data.draw(values(c.type), label="value")))
+        return tuple(out)
+
+    def _stream_write(self, state: Any, data: st.DataObject) -> Any:
+        actor, as_user = self._who(data, state.kind, write=True)
+        columns = self._columns(state)
+        if (
+            self._on("stream_update")
+            and state.pk is not None
+            and data.draw(st.integers(0, 5), label="stream update?") == 0
+        ):
+            assignments = self._assignments(state, data)
+            if assignments:
+                pk = state.pk.column
+                self._run(
+                    StreamUpdate(
+                        actor,
+                        state.spec.name,
+                        assignments,
+                        Update.by_pk(
+                            actor,
+                            state.spec.name,
+                            pk.name,
+                            pk.type,
+                            data.draw(values(pk.type, pk=True)),
+                            assignments,
+                        ).where,
+                        as_user,
+                    )
+                )
+                return multiple()
+        n = data.draw(st.integers(1, max(1, self.workload.insert_rows.max)), label="rows")
+        rows = tuple(data.draw(row_values(columns), label="row") for _ in range(n))
+        self._run(
+            StreamInsert(
+                actor,
+                state.spec.name,
+                tuple(c.name for c in columns),
+                tuple(c.type for c in columns),
+                rows,
+                as_user,
+            )
+        )
+        return multiple()
+
+    # ------------------------------------------------------------------ reads
+
+    @precondition(lambda self: self._on(*_READ_OPS, "stream_select"))
+    @rule(table=tables, data=st.data())
+    def read(self, table: str, data: st.DataObject) -> None:
+        state = self._table(table)
+        if state is None:
+            return
+        actor, as_user = self._who(data, state.kind, write=False)
+        columns = self._columns(state)
+        if state.kind is TableKind.STREAM:
+            self._run(
+                StreamSelect(actor, table, None, self._maybe_where(data, columns), (), None, None, as_user)
+            )
+            return
+        op = self._pick(data, _READ_OPS) if self._on(*_READ_OPS) else "select"
+        if op == "count":
+            self._run(Count(actor, table, self._maybe_where(data, columns), as_user))
+            return
+        if op == "select_deleted":
+            self._run(SelectDeleted(actor, table, None, as_user))
+            return
+        names = [c.name for c in columns]
+        projection = None
+        if data.draw(st.booleans(), label="projection?"):
+            projection = tuple(
+                data.draw(
+                    st.lists(st.sampled_from(names), min_size=1, max_size=len(names), unique=True),
+                    label="columns",
+                )
+            )
+        orderable = [c.name for c in columns if c.type is not ColumnType.JSON]
+        order_by: tuple[tuple[str, bool], ...] = ()
+        if orderable and data.draw(st.booleans(), label="order by?"):
+            order_by = (
+                (
+                    data.draw(st.sampled_from(orderable), label="order column"),
+                    data.draw(st.booleans(), label="desc"),
+                ),
+            )
+        limit = offset = None
+        if data.draw(st.integers(0, 3), label="limit?") == 0:
+            limit = data.draw(st.integers(0, 10), label="limit")
+            if data.draw(st.booleans(), label="offset?"):
+                offset = data.draw(st.integers(0, 5), label="offset")
+        self._run(
+            Select(
+                actor, table, projection, self._maybe_where(data, columns), order_by, limit, offset, as_user
+            )
+        )
+
+    def _maybe_where(self, data: st.DataObject, columns: list[Column]) -> Any:
+        if data.draw(st.integers(0, 2), label="where?") == 0:
+            return None
+        try:
+            return data.draw(predicates(columns), label="where")
+        except ValueError:
+            return None
+
+    # ------------------------------------------------------------------ flush
+
+    @precondition(lambda self: self._on(*_FLUSH_OPS))
+    @rule(table=tables, data=st.data())
+    def flush(self, table: str, data: st.DataObject) -> None:
+        state = self._table(table)
+        if state is None or state.kind is TableKind.STREAM:
+            return
+        actor = data.draw(
+            st.sampled_from(self._names_by_role(Role.SERVICE, Role.DBA, Role.SYSTEM) or ["root"])
+        )
+        op = self._pick(data, _FLUSH_OPS)
+        if op == "flush_while_active" and state.flush.running_job is None:
+            self._run(StartFlush(actor, table))
+        else:
+            self._run(Flush(actor, table))
+
+    @precondition(lambda self: any(t.flush.running_job is not None for t in self.model.tables.values()))
+    @rule(data=st.data())
+    def await_flush(self, data: st.DataObject) -> None:
+        running = sorted(n for n, t in self.model.tables.items() if t.flush.running_job is not None)
+        self._run(AwaitFlush(data.draw(st.sampled_from(running), label="table")))
+
+    # ------------------------------------------------------------------ schema evolution
+
+    @precondition(lambda self: self._on(*_DDL_OPS))
+    @rule(table=tables, data=st.data())
+    def alter(self, table: str, data: st.DataObject) -> None:
+        state = self._table(table)
+        if state is None:
+            return
+        actor = data.draw(
+            st.sampled_from(self._names_by_role(Role.SERVICE, Role.DBA, Role.SYSTEM) or ["root"])
+        )
+        droppable = [c for c in self._columns(state) if not c.primary_key]
+        dropped = [s.column for s in state.dropped if state.column(s.column.name) is None]
+        op = self._pick(data, _DDL_OPS)
+        if op == "alter_drop" and droppable and len(droppable) > 1:
+            self._run(AlterDropColumn(actor, table, data.draw(st.sampled_from([c.name for c in droppable]))))
+            return
+        if dropped and data.draw(st.integers(0, 2), label="write dropped column?") == 0:
+            col = data.draw(st.sampled_from(dropped), label="dropped column")
+            columns = [c for c in self._columns(state) if c.primary_key or not c.nullable] + [col]
+            row = data.draw(
+                row_values(
+                    [Column(c.name, c.type, nullable=False, primary_key=c.primary_key) for c in columns]
+                )
+            )
+            who, as_user = self._who(data, state.kind, write=True)
+            self._run(
+                InsertNamingDroppedColumn(
+                    who,
+                    table,
+                    tuple(c.name for c in columns),
+                    tuple(c.type for c in columns),
+                    (row,),
+                    as_user,
+                )
+            )
+            return
+        if dropped and data.draw(st.booleans(), label="re-add dropped name?"):
+            base = data.draw(st.sampled_from(dropped))
+            col = Column(base.name, data.draw(st.sampled_from(list(ColumnType))), nullable=True)
+        else:
+            col = Column(
+                f"a{state.next_column_id}", data.draw(st.sampled_from(list(ColumnType))), nullable=True
+            )
+        self._run(AlterAddColumn(actor, table, col))
+
+    # ------------------------------------------------------------------ RBAC
+
+    @precondition(lambda self: self._on("rbac_probe"))
+    @rule(table=tables, data=st.data())
+    def rbac_probe(self, table: str, data: st.DataObject) -> None:
+        users = self._names_by_role(Role.USER)
+        if not users:
+            return
+        actor = data.draw(st.sampled_from(users), label="user")
+        state = self._table(table)
+        probe = data.draw(
+            st.sampled_from(["system_read", "create_shared", "execute_as", "shared_write"]), label="probe"
+        )
+        if probe == "system_read":
+            self._run(ProbeSystemRead(actor, data.draw(st.sampled_from(["users", "jobs", "tables"]))))
+        elif probe == "create_shared":
+            spec = data.draw(table_spec(self.workload, f"p{self.table_count}", TableKind.SHARED))
+            self.table_count += 1
+            self._run(ProbeCreateShared(actor, spec))
+        elif probe == "execute_as" and state is not None and state.kind is not TableKind.SHARED:
+            others = [u for u in sorted(self.actors) if u != actor] + list(SYNTHETIC_USERS)
+            self._run(
+                ProbeExecuteAs(actor, table, None, None, (), None, None, data.draw(st.sampled_from(others)))
+            )
+        elif state is not None and state.kind is TableKind.SHARED:
+            columns = self._columns(state)
+            row = data.draw(row_values(columns))
+            self._run(
+                ProbeSharedWrite(
+                    actor, table, tuple(c.name for c in columns), tuple(c.type for c in columns), (row,)
+                )
+            )
+        else:
+            self._run(ProbeSystemRead(actor, "users"))
+
+    # ------------------------------------------------------------------ time
+
+    def _expiring_streams(self) -> list[Any]:
+        """STREAM tables with a short TTL that hold rows: worth one pause to see them expire."""
+        return [
+            t
+            for t in self.model.tables.values()
+            if t.kind is TableKind.STREAM and (t.spec.ttl_seconds or 0) <= MAX_PAUSE_TTL and t.scopes
+        ]
+
+    @precondition(lambda self: self._on("pause") and not self.paused and bool(self._expiring_streams()))
+    @rule()
+    def pause(self) -> None:
+        """Let the shortest TTL run out (once per example: pauses are the only slow step)."""
+        ttl = min(t.spec.ttl_seconds or 1 for t in self._expiring_streams())
+        self.paused = True
+        self._run(Pause(round(ttl + self.model.stream_slack + 0.25, 2)))
+
+    # ------------------------------------------------------------------ teardown
+
+    def teardown(self) -> None:
+        try:
+            if not self.failed:
+                try:
+                    self.session.check_all()
+                except Divergence as div:
+                    type(self).last_failure = Failure(list(self.session.steps), div)
+                    raise
+        finally:
+            self.session.close()
+
+
+def machine_for(runner: Any, workload: Any, *, hooks: tuple[Any, ...] = ()) -> type[KalamStateMachine]:
+    """A state machine class bound to ``runner`` and ``workload`` (one per test session)."""
+    return type(
+        "KalamDB",
+        (KalamStateMachine,),
+        {"runner": runner, "workload": workload, "last_failure": None, "step_hooks": hooks},
+    )
+
+
+def run_machine(
+    runner: Any,
+    workload: Any,
+    *,
+    settings: Any = None,
+    hooks: tuple[Any, ...] = (),
+) -> Failure | None:
+    """Run the state machine under ``settings`` (default: the loaded Hypothesis profile).
+
+    Returns None when every example agreed with the model, else the :class:`Failure` of Hypothesis's final
+    (minimal) example. Errors that are not divergences (tool bugs, a dead target) propagate.
+    """
+    from hypothesis.errors import Flaky
+    from hypothesis.stateful import run_state_machine_as_test
+
+    machine = machine_for(runner, workload, hooks=hooks)
+    try:
+        run_state_machine_as_test(machine, settings=settings)
+    except Divergence:
+        failure = machine.last_failure
+        if failure is None:  # pragma: no cover - the machine always records before raising
+            raise
+        return failure
+    except Flaky:
+        failure = machine.last_failure
+        if failure is None:
+            raise
+        return failure
+    return None

@@ -1,0 +1,714 @@
+"""The runner: executes steps against a target and the reference model, compares, and checks invariants.
+
+One :class:`Session` is one example: a fresh namespace, a fresh :class:`~kalammodel.model.Model`, and a transcript
+of every request sent. ``session.run(step)`` applies the step to the model (which predicts one expectation per
+request), sends the requests as the step's acting identity, compares each outcome with its expectation and raises
+:class:`~kalammodel.errors.Divergence` naming the invariant, the step, the SQL, the acting user, the expected and
+the actual outcome.
+
+Checks, from cheapest to dearest:
+
+* every step's own outcome (a SELECT's rows, a DML's affected count, a denial's error code);
+* after a write, the written primary keys are read back by their owner (read-your-writes, isolation);
+* every ``check_every`` steps and at teardown, each touched (table, owner) scope is read in full with a paged
+  read cross-checked by ``COUNT(*)`` and compared with the model; after every completed flush the table's
+  cold files (``manifest.json`` and ``batch-*.parquet``) are read with pyarrow and checked against the model
+  when the target's data directory is known.
+
+The runner knows nothing of Hypothesis: :meth:`Runner.run_steps` replays a plain list of steps.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from .errors import (
+    DeadlineExceeded,
+    Divergence,
+    InternalError,
+    KalamError,
+    SqlError,
+    TransportError,
+    UsageError,
+)
+from .model import (
+    Cmp,
+    ExpectCount,
+    ExpectError,
+    ExpectFlush,
+    ExpectFlushDone,
+    ExpectOk,
+    ExpectPause,
+    ExpectRows,
+    Limits,
+    Model,
+    Outcome,
+    Role,
+    TableKind,
+    compare_outcome,
+    flush_job_id,
+    flush_message_kind,
+)
+from .steps import Request, Step
+
+__all__ = ["RunResult", "Runner", "Session", "TranscriptEntry"]
+
+#: Invariant names a Divergence may carry (docs/invariants.md explains each).
+INVARIANTS = (
+    "isolation",
+    "uniqueness",
+    "hot_cold_consistency",
+    "soft_delete",
+    "live_query",
+    "rbac",
+    "schema_evolution",
+    "storage_routing",
+    "cold_files",
+    "stream_ttl",
+    "read_all_complete",
+    "availability",
+    "outcome",
+)
+
+_FLUSH_JOB_TIMEOUT = 60.0
+_ACTIONS = (ExpectPause, ExpectFlushDone)
+
+
+@attrs.frozen
+class TranscriptEntry:
+    """One request of a run as it went over the wire, with a short summary of the reply."""
+
+    step_index: int
+    request: str
+    actor: str
+    status: str
+    summary: str
+    ms: float
+
+    def to_data(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+@attrs.frozen
+class RunResult:
+    """The result of replaying a list of steps: ``ok``, or the divergence / tool error that stopped it."""
+
+    ok: bool
+    divergence: Divergence | None = None
+    error: str | None = None
+    transcript: tuple[TranscriptEntry, ...] = ()
+    steps_run: int = 0
+
+
+class Runner:
+    """Runs steps against one target with one actor pool. Create one per test session.
+
+    ``check_every``: full comparison of every touched scope every N steps (and always at teardown).
+    ``read_back``: after each write, read the written keys back by their owner.
+    """
+
+    def __init__(
+        self,
+        target: Any,
+        pool: Any,
+        *,
+        limits: Limits | None = None,
+        check_every: int = 10,
+        read_back: bool = True,
+        cold_checks: bool = True,
+        model_factory: Callable[[], Model] | None = None,
+        clock: Callable[[], float] = time.time,
+        extensions: Sequence[Callable[[Session], Any]] = (),
+    ):
+        if check_every < 1:
+            raise UsageError(f"check_every must be >= 1 (got {check_every!r})")
+        self.target = target
+        self.pool = pool
+        self.limits = limits or Limits()
+        self.check_every = check_every
+        self.read_back = read_back
+        self.cold_checks = cold_checks
+        self.clock = clock
+        self._model_factory = model_factory
+        #: factories called with each new Session; each returns an extension object that may define
+        #: ``run_step(session, step) -> bool`` (True: it ran the step itself, e.g. live-query steps),
+        #: ``after_step(session, step)``, ``check_all(session)`` and ``close(session)``.
+        self.extensions: list[Callable[[Session], Any]] = list(extensions)
+
+    def new_model(self) -> Model:
+        if self._model_factory is not None:
+            return self._model_factory()
+        actors = {name: Role(self.pool.role(name)) for name in self.pool.names}
+        return Model(actors=actors, limits=self.limits)
+
+    def session(self, namespace: str | None = None) -> Session:
+        return Session(self, namespace)
+
+    def run_steps(self, steps: Sequence[Step], namespace: str | None = None) -> RunResult:
+        """Replay ``steps`` on a fresh namespace; never raises for a divergence or a server failure."""
+        try:
+            session = self.session(namespace)
+        except KalamError as exc:
+            return RunResult(ok=False, error=f"could not start a session: {exc}")
+        try:
+            for step in steps:
+                session.run(step)
+            session.check_all()
+            return RunResult(ok=True, transcript=tuple(session.transcript), steps_run=len(steps))
+        except Divergence as div:
+            return RunResult(
+                ok=False,
+                divergence=div,
+                transcript=tuple(session.transcript),
+                steps_run=session.step_index + 1,
+            )
+        except (KalamError, UsageError) as exc:
+            return RunResult(
+                ok=False,
+                error=f"{type(exc).__name__} at step #{session.step_index}: {exc}",
+                transcript=tuple(session.transcript),
+                steps_run=session.step_index + 1,
+            )
+        finally:
+            session.close()
+
+
+class Session:
+    """One example: a fresh namespace, a fresh model, a transcript; see the module docstring."""
+
+    def __init__(self, runner: Runner, namespace: str | None = None):
+        self.runner = runner
+        self.pool = runner.pool
+        self.ns = namespace or f"km_{uuid.uuid4().hex[:10]}"
+        self.model = runner.new_model()
+        self.transcript: list[TranscriptEntry] = []
+        self.steps: list[Step] = []
+        self.step_index = -1
+        self._dirty: set[tuple[str, str | None]] = set()
+        self._flushed_tables: set[str] = set()
+        self._closed = False
+        self.pool.root.execute(f"CREATE NAMESPACE IF NOT EXISTS {self.ns}")
+        self.extensions = [factory(self) for factory in runner.extensions]
+
+    # ------------------------------------------------------------------ public
+
+    def run(self, step: Step) -> None:
+        """Run one step; raise Divergence when the server disagrees with the model."""
+        self.step_index += 1
+        self.steps.append(step)
+        self.model.clock = self.runner.clock()
+        for ext in self.extensions:
+            run_step = getattr(ext, "run_step", None)
+            if run_step is not None and run_step(self, step):
+                self._after_step(step)
+                return
+        expectations = step.apply(self.model)
+        requests = list(step.requests(self.ns))
+        answers = [e for e in expectations if not isinstance(e, _ACTIONS)]
+        if len(requests) != len(answers):
+            raise InternalError(
+                f"step {step.describe()} rendered {len(requests)} request(s) but predicted "
+                f"{len(answers)} outcome(s)"
+            )
+        pending = iter(requests)
+        for expectation in expectations:
+            if isinstance(expectation, _ACTIONS):
+                self._run_action(step, expectation)
+            else:
+                self._run_one(step, next(pending), expectation)
+        if self.runner.read_back:
+            self._read_back(step)
+        self._after_step(step)
+
+    def _after_step(self, step: Step) -> None:
+        for ext in self.extensions:
+            after = getattr(ext, "after_step", None)
+            if after is not None:
+                after(self, step)
+        if (self.step_index + 1) % self.runner.check_every == 0:
+            self.check_all()
+
+    def check_all(self) -> None:
+        """Compare every touched scope in full with the model (and cold files where readable)."""
+        for table_name, owner in sorted(self._dirty, key=lambda k: (k[0], k[1] or "")):
+            if table_name not in self.model.tables:
+                continue
+            self._check_scope(table_name, owner)
+        self._dirty.clear()
+        for ext in self.extensions:
+            check = getattr(ext, "check_all", None)
+            if check is not None:
+                check(self)
+
+    def close(self) -> None:
+        """Drop the namespace. Never raises: a dead server must not hide the real failure."""
+        if self._closed:
+            return
+        self._closed = True
+        for ext in getattr(self, "extensions", ()):
+            close = getattr(ext, "close", None)
+            if close is not None:
+                try:
+                    close(self)
+                except Exception:  # noqa: BLE001 - closing must never hide the real failure
+                    pass
+        try:
+            self.pool.root.execute(f"DROP NAMESPACE IF EXISTS {self.ns} CASCADE")
+        except (KalamError, OSError):
+            pass
+
+    # ------------------------------------------------------------------ sending
+
+    def _wire_user(self, as_user: str | None) -> str | None:
+        """Map a model user id to the server's: pool identities have real ids, synthetic ids are used as is."""
+        if as_user is None:
+            return None
+        return self.pool.user_id(as_user) if as_user in self.pool.names else as_user
+
+    def send(self, request: Request) -> Outcome:
+        """Send one request as its actor; return the outcome as plain values (errors included)."""
+        client = self.pool.client(request.actor)
+        started = time.perf_counter()
+        as_user = self._wire_user(request.as_user)
+        try:
+            if as_user is None:
+                response = client.execute(request.sql)
+            else:
+                response = client.execute_as(as_user, request.sql)
+        except SqlError as exc:
+            outcome = Outcome(ok=False, status=exc.status, code=exc.code, message=exc.message)
+        except (TransportError, DeadlineExceeded) as exc:
+            self._record(request, "transport-error", str(exc), started)
+            raise Divergence(
+                "availability",
+                f"the server did not answer: {exc}",
+                step_index=self.step_index,
+                step=self._current_step(),
+                request=str(request),
+                actor=request.actor,
+            ) from exc
+        else:
+            outcome = _outcome_of(response)
+        self._record(
+            request, "ok" if outcome.ok else f"{outcome.status} {outcome.code}", outcome.brief(), started
+        )
+        return outcome
+
+    def _record(self, request: Request, status: str, summary: str, started: float) -> None:
+        self.transcript.append(
+            TranscriptEntry(
+                step_index=self.step_index,
+                request=str(request),
+                actor=request.actor,
+                status=status,
+                summary=summary[:300],
+                ms=round((time.perf_counter() - started) * 1000, 3),
+            )
+        )
+
+    def _current_step(self) -> Step | None:
+        return self.steps[-1] if self.steps else None
+
+    # ------------------------------------------------------------------ one request
+
+    def _run_action(self, step: Step, expectation: Any) -> None:
+        """Runner actions that send no SQL: let time pass (STREAM TTL), wait for a running flush job."""
+        if isinstance(expectation, ExpectPause):
+            time.sleep(max(0.0, expectation.seconds))
+            self.model.clock = self.runner.clock()
+            return
+        request = Request("root", f"-- wait for the flush job of {expectation.table}")
+        self._await_job(step, request, expectation.table, expectation.job_id)
+
+    def _run_one(self, step: Step, request: Request, expectation: Any) -> None:
+        outcome = self.send(request)
+        problem = compare_outcome(expectation, outcome)
+        if problem is not None:
+            raise self._divergence(step, request, expectation, outcome, problem)
+        self._note_writes(step, request, expectation)
+        if isinstance(expectation, ExpectFlush) and outcome.ok:
+            job_id = flush_job_id(outcome.message)
+            kind = flush_message_kind(outcome.message)
+            if expectation.wait:
+                if job_id is not None:
+                    self._await_job(step, request, expectation.table, job_id)
+                elif kind == "skipped_running":
+                    # another flush of this table is queued or running (automatic flush): nothing to wait for
+                    pass
+                else:
+                    self.model.flush_completed(expectation.table)
+            else:
+                self.model.flush_started(expectation.table, job_id)
+
+    def _await_job(self, step: Step, request: Request, table: str, job_id: str | None) -> None:
+        if job_id is not None:
+            started = time.perf_counter()
+            try:
+                job = self.pool.root.wait_for_job(job_id, timeout=_FLUSH_JOB_TIMEOUT)
+            except DeadlineExceeded as exc:
+                raise Divergence(
+                    "availability",
+                    f"flush job {job_id} did not finish within {_FLUSH_JOB_TIMEOUT:.0f} s: {exc}",
+                    step_index=self.step_index,
+                    step=step,
+                    request=str(request),
+                    actor=request.actor,
+                ) from exc
+            status = str(job.get("status"))
+            self.transcript.append(
+                TranscriptEntry(
+                    self.step_index,
+                    f"wait for job {job_id}",
+                    "root",
+                    status,
+                    str(job.get("message"))[:300],
+                    round((time.perf_counter() - started) * 1000, 3),
+                )
+            )
+            if status not in ("completed", "skipped"):
+                raise Divergence(
+                    "availability",
+                    f"flush job {job_id} ended with status {status!r}: {job.get('message')}",
+                    step_index=self.step_index,
+                    step=step,
+                    request=str(request),
+                    actor=request.actor,
+                    expected="completed",
+                    actual=job,
+                )
+        self.model.flush_completed(table)
+        self._flushed_tables.add(table)
+        for owner in self._scopes_of(table):
+            self._dirty.add((table, owner))
+        # A completed flush is the moment hot + cold consistency and the cold files are checked.
+        for owner in self._scopes_of(table):
+            self._check_scope(table, owner)
+
+    # ------------------------------------------------------------------ bookkeeping of touched scopes
+
+    def _scopes_of(self, table: str) -> list[str | None]:
+        if table not in self.model.tables:
+            return []
+        return self.model.scopes(table)
+
+    def _note_writes(self, step: Step, request: Request, expectation: Any) -> None:
+        table = getattr(step, "table", None)
+        if not isinstance(table, str) or table not in self.model.tables:
+            return
+        state = self.model.tables[table]
+        owner = (
+            None if state.kind is TableKind.SHARED else self.model.effective_user(step.actor, step.as_user)
+        )
+        self._dirty.add((table, owner))
+
+    # ------------------------------------------------------------------ read-back after writes
+
+    def _read_back(self, step: Step) -> None:
+        """After a successful write, read the scope's written keys back by their owner."""
+        table = getattr(step, "table", None)
+        if not isinstance(table, str) or table not in self.model.tables:
+            return
+        state = self.model.tables[table]
+        if state.kind is TableKind.STREAM:
+            return
+        pk = self.model.primary_key(table)
+        keys = _written_keys(step, pk)
+        if not keys or pk is None:
+            return
+        owner = (
+            None if state.kind is TableKind.SHARED else self.model.effective_user(step.actor, step.as_user)
+        )
+        expected = self.model.expect_full_read(table, owner)
+        pk_index = expected.columns.index(pk)
+        wanted = {_key(k) for k in keys}
+        rows = [r for r in expected.rows if _key(r[pk_index]) in wanted]
+        maybe = [r for r in expected.maybe_rows if _key(r[pk_index]) in wanted]
+        col_type = state.column_type(pk)
+        from .model import render_value
+
+        literals = ", ".join(render_value(col_type, k) for k in keys)  # type: ignore[arg-type]
+        sql = f"SELECT * FROM {self.ns}.{table} WHERE {pk} IN ({literals}) ORDER BY {pk}"
+        request = self._reader_request(state.kind, owner, sql)
+        outcome = self.send(request)
+        exp = ExpectRows(expected.columns, rows, ordered=False, maybe_rows=maybe, types=expected.types)
+        problem = compare_outcome(exp, outcome)
+        if problem is not None:
+            raise self._divergence(step, request, exp, outcome, f"read-back of the written keys: {problem}")
+
+    def _reader_request(self, kind: TableKind, owner: str | None, sql: str) -> Request:
+        """Who reads a scope: SHARED as root; USER/STREAM as the owner (own token or EXECUTE AS by root)."""
+        if kind is TableKind.SHARED or owner is None:
+            return Request("root", sql)
+        if owner in self.pool.names:
+            return Request(owner, sql)
+        return Request("root", sql, as_user=owner)
+
+    # ------------------------------------------------------------------ full scope check
+
+    def _check_scope(self, table: str, owner: str | None) -> None:
+        state = self.model.tables[table]
+        pk = self.model.primary_key(table)
+        expected = self.model.expect_full_read(table, owner)
+        request = self._reader_request(
+            state.kind, owner, f"read_all {self.ns}.{table} ORDER BY {pk or '_seq'}"
+        )
+        client = self.pool.client(request.actor)
+        started = time.perf_counter()
+        try:
+            result = client.read_all(
+                f"{self.ns}.{table}",
+                order_by=pk or "_seq",
+                as_user=self._wire_user(request.as_user),
+            )
+        except Divergence as div:  # the paged read and COUNT(*) disagree
+            div.step_index = self.step_index
+            div.step = self._current_step()
+            raise
+        except SqlError as exc:
+            outcome = Outcome(ok=False, status=exc.status, code=exc.code, message=exc.message)
+        except (TransportError, DeadlineExceeded) as exc:
+            raise Divergence(
+                "availability",
+                f"full read failed: {exc}",
+                step_index=self.step_index,
+                step=self._current_step(),
+                request=str(request),
+                actor=request.actor,
+            ) from exc
+        else:
+            outcome = Outcome(
+                ok=True,
+                columns=tuple(c.name for c in result.columns),
+                rows=tuple(tuple(r) for r in result.rows),
+                row_count=result.row_count,
+            )
+        self._record(
+            request, "ok" if outcome.ok else f"{outcome.status} {outcome.code}", outcome.brief(), started
+        )
+        problem = compare_outcome(expected, outcome)
+        if problem is not None:
+            raise self._divergence(
+                self._current_step(),
+                request,
+                expected,
+                outcome,
+                f"full read of scope {table}/{owner or '<shared>'}: {problem}",
+                full=True,
+            )
+        if self.runner.cold_checks:
+            self._check_cold(table, owner)
+
+    # ------------------------------------------------------------------ cold files
+
+    def _check_cold(self, table: str, owner: str | None) -> None:
+        data_dir = getattr(self.runner.target, "data_dir", None)
+        state = self.model.tables[table]
+        if data_dir is None or state.kind is TableKind.STREAM or state.spec.storage_id not in (None, "local"):
+            return
+        if table not in self._flushed_tables:
+            return
+        from .checks.cold import check_cold_scope, read_cold_scope, scope_dir
+
+        user_id = None if owner is None else self._wire_user(owner)
+        directory = scope_dir(Path(data_dir) / "storage", self.ns, table, user_id)
+        scope = read_cold_scope(directory)
+        pk = self.model.primary_key(table)
+        if pk is None:
+            return
+        known: list[dict[str, Any]] = []
+        for key in self.model.known_pks(table, owner) | self.model.deleted_pks(table, owner):
+            known.extend(self.model.known_versions(table, owner, key))
+        # Old Parquet files legitimately keep dropped columns (PROTOCOL §9), and a re-added name is a new
+        # column: compare only the current columns whose name was never dropped.
+        dropped = {d.column.name for d in state.dropped}
+        compared = [c for c in self.model.column_names(table) if c not in dropped]
+        known = [{k: v for k, v in row.items() if k in compared or k == "_deleted"} for row in known]
+        expected: dict[str, Any] = {"primary_key": pk, "known_versions": known, "user_columns": compared}
+        json_cols = [
+            c for c in self.model.column_names(table) if str(state.column_type(c)).upper().endswith("JSON")
+        ]
+        if json_cols:
+            expected["json_columns"] = json_cols
+        newest = self.model.expected_cold_rows(table, owner)
+        if newest is not None:
+            expected["newest"] = [{k: v for k, v in row.items() if k in compared} for row in newest.values()]
+            expected["expect_files"] = bool(newest) or None
+        problems = check_cold_scope(scope, expected)
+        if problems:
+            raise Divergence(
+                "cold_files",
+                f"cold files of {self.ns}.{table}/{user_id or '<shared>'} disagree with the model: "
+                + "; ".join(str(p) for p in problems[:5]),
+                step_index=self.step_index,
+                step=self._current_step(),
+                request=f"read {directory}",
+                expected=expected.get("newest"),
+                actual=[str(p) for p in problems],
+            )
+
+    # ------------------------------------------------------------------ attribution
+
+    def _divergence(
+        self,
+        step: Step | None,
+        request: Request,
+        expectation: Any,
+        outcome: Outcome,
+        problem: str,
+        full: bool = False,
+    ) -> Divergence:
+        invariant = self._classify(step, expectation, outcome, full)
+        return Divergence(
+            invariant,
+            problem,
+            step_index=self.step_index,
+            step=step.describe() if step is not None else None,
+            request=str(request),
+            actor=request.actor if request.as_user is None else f"{request.actor} as {request.as_user}",
+            expected=expectation,
+            actual=outcome.brief() if not outcome.ok or not outcome.rows else _rows_summary(outcome),
+        )
+
+    def _classify(self, step: Step | None, expectation: Any, outcome: Outcome, full: bool) -> str:
+        kind = getattr(step, "kind", "") or ""
+        if isinstance(expectation, ExpectError):
+            if "PERMISSION_DENIED" in expectation.codes or kind.startswith("probe"):
+                return "rbac"
+            if "dropped" in kind:
+                return "schema_evolution"
+            if "PRIMARY_KEY" in expectation.reason.upper() or "duplicate" in expectation.reason.lower():
+                return "uniqueness"
+            return "outcome"
+        if kind.startswith("probe") and not outcome.ok:
+            return "rbac"
+        table = getattr(step, "table", None)
+        state = self.model.tables.get(table) if isinstance(table, str) else None
+        if isinstance(expectation, (ExpectRows, ExpectCount)) and outcome.ok and state is not None:
+            verdict = self._classify_rows(table, state, expectation, outcome)  # type: ignore[arg-type]
+            if verdict:
+                return verdict
+        if state is not None and state.kind is TableKind.STREAM:
+            return "stream_ttl"
+        if isinstance(expectation, ExpectOk) and isinstance(table, str) and table in self._flushed_tables:
+            return "hot_cold_consistency"
+        if state is not None and getattr(state, "schema_changes", None):
+            return "schema_evolution"
+        return "outcome"
+
+    def _classify_rows(self, table: str, state: Any, expectation: Any, outcome: Outcome) -> str | None:
+        pk = self.model.primary_key(table)
+        cols = list(outcome.columns)
+        if pk is not None and pk in cols:
+            keys = [_key(r[cols.index(pk)]) for r in outcome.rows]
+            if len(keys) != len(set(keys)) and not getattr(expectation, "maybe_rows", ()):
+                dup_expected = (
+                    isinstance(expectation, ExpectRows)
+                    and len({_key(r[list(expectation.columns).index(pk)]) for r in expectation.rows})
+                    != len(expectation.rows)
+                    if isinstance(expectation, ExpectRows) and pk in expectation.columns
+                    else False
+                )
+                if not dup_expected:
+                    return "uniqueness"
+            # Rows of another owner's scope showing up: isolation.
+            if state.kind is not TableKind.SHARED and isinstance(expectation, ExpectRows):
+                expected_keys = (
+                    {
+                        _key(r[list(expectation.columns).index(pk)])
+                        for r in expectation.rows + expectation.maybe_rows
+                    }
+                    if pk in expectation.columns
+                    else set()
+                )
+                extra = [k for k in keys if k not in expected_keys]
+                if extra:
+                    deleted_somewhere = False
+                    for other in self.model.scopes(table):
+                        if extra and any(
+                            k in {_key(x) for x in self.model.deleted_pks(table, other)} for k in extra
+                        ):
+                            deleted_somewhere = True
+                    others = set()
+                    for other in self.model.scopes(table):
+                        others |= {_key(x) for x in self.model.known_pks(table, other)}
+                    if any(k in others for k in extra) and not deleted_somewhere:
+                        return "isolation"
+                    if deleted_somewhere:
+                        return "soft_delete"
+            elif isinstance(expectation, ExpectRows) and pk in expectation.columns:
+                expected_keys = {
+                    _key(r[list(expectation.columns).index(pk)])
+                    for r in expectation.rows + expectation.maybe_rows
+                }
+                extra = [k for k in keys if k not in expected_keys]
+                deleted = {_key(x) for x in self.model.deleted_pks(table, None)}
+                if extra and all(k in deleted for k in extra):
+                    return "soft_delete"
+        if state.kind is TableKind.STREAM:
+            return "stream_ttl"
+        if table in self._flushed_tables or state.flush.running_job is not None:
+            return "hot_cold_consistency"
+        if getattr(state, "schema_changes", None):
+            return "schema_evolution"
+        return None
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _outcome_of(response: Any) -> Outcome:
+    results = list(getattr(response, "results", ()) or ())
+    if not results:
+        return Outcome(ok=True, row_count=0)
+    first = results[0]
+    return Outcome(
+        ok=True,
+        columns=tuple(c.name for c in first.columns),
+        rows=tuple(tuple(r) for r in first.rows),
+        row_count=first.row_count,
+        message=first.message,
+    )
+
+
+def _rows_summary(outcome: Outcome, limit: int = 20) -> str:
+    rows = list(outcome.rows[:limit])
+    more = f" ... (+{len(outcome.rows) - limit} more)" if len(outcome.rows) > limit else ""
+    return f"columns={list(outcome.columns)} rows={rows}{more}"
+
+
+def _key(value: Any) -> Any:
+    """A hashable, type-tolerant key for primary-key values (1 == 1.0 == '1' must not collide wrongly)."""
+    if isinstance(value, bool):
+        return ("b", value)
+    if isinstance(value, (int, float)):
+        return ("n", value)
+    return ("s", str(value))
+
+
+def _written_keys(step: Step, pk: str | None) -> list[Any]:
+    """Primary keys a write step names explicitly: inserted rows, and UPDATE/DELETE ``WHERE pk = v``."""
+    if pk is None or step.kind not in ("insert", "update", "delete"):
+        return []
+    columns = getattr(step, "columns", None)
+    rows = getattr(step, "rows", None)
+    if columns is not None and rows is not None and pk in columns:
+        index = list(columns).index(pk)
+        seen: dict[Any, Any] = {}
+        for row in rows:
+            if row[index] is not None:
+                seen.setdefault(_key(row[index]), row[index])
+        return list(seen.values())
+    where = getattr(step, "where", None)
+    if isinstance(where, Cmp) and where.column == pk and where.op == "=" and where.value is not None:
+        return [where.value]
+    return []
+
+
+def iter_steps(steps: Iterable[Step]) -> Iterable[tuple[int, Step]]:
+    return enumerate(steps)

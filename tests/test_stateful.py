@@ -1,0 +1,39 @@
+"""The stateful test: random programs run against KalamDB (embedded by default) and the reference model.
+
+Run against a real server with ``KALAMDB_URL=... KALAMDB_ROOT_PASSWORD=... pytest tests/test_stateful.py``;
+pick the effort with ``--hypothesis-profile=ci|dev|fuzz`` and the workload with ``--kalammodel-workload``.
+A failure prints the minimal program, the divergence and the replay command, and is saved in shrunk_cases/.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kalammodel.corpus import format_failure, save_case
+from kalammodel.machine import run_machine
+from kalammodel.runner import Runner
+
+CASES = Path(__file__).resolve().parent.parent / "shrunk_cases"
+
+
+def test_kalamdb_agrees_with_the_model(kalamdb_target, actor_pool, kalammodel_workload, pytestconfig):
+    """Every random program gives the same outcomes on the server as in the reference model."""
+    runner = Runner(kalamdb_target, actor_pool)
+    failure = run_machine(runner, kalammodel_workload)
+    if failure is None:
+        return
+    cases_dir = Path(pytestconfig.getoption("kalammodel_cases_dir", None) or CASES)
+    saved = save_case(
+        cases_dir,
+        failure.steps,
+        failure.divergence,
+        target=kalamdb_target,
+        workload=kalammodel_workload.name,
+        runner=runner,
+    )
+    pytest.fail(
+        format_failure(failure.steps, failure.divergence, f"kalammodel replay {saved.path}"),
+        pytrace=False,
+    )
