@@ -321,7 +321,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--root-password", default=None, help="root password (default: env KALAMDB_ROOT_PASSWORD)"
     )
     serve.add_argument(
-        "--fault", action="append", default=[], metavar="NAME", help="switch on a planted defect"
+        "--fault",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="switch on a planted defect (repeatable): " + ", ".join(_fault_names()),
     )
     serve.set_defaults(func=cmd_serve)
 
@@ -368,6 +372,12 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("case", metavar="CASE", help="a case file")
     show.set_defaults(func=cmd_show)
     return parser
+
+
+def _fault_names() -> list[str]:
+    from kalammodel.server._faults import FAULTS
+
+    return sorted(FAULTS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

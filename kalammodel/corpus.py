@@ -57,6 +57,7 @@ __all__ = [
     "load_case",
     "replay_case",
     "replay_paths",
+    "run_sql_script",
     "save_case",
 ]
 
@@ -1323,6 +1324,95 @@ def export_sql(case: Case) -> str:
                 out.append(_comment(f"actual:   {_show(case.divergence.actual_shown, 1000)}", "--"))
     out += ["", f"DROP NAMESPACE IF EXISTS {ns};"]
     return "\n".join(out) + "\n"
+
+
+@attrs.frozen
+class ScriptStatement:
+    """One statement of an exported SQL script as it ran: who sent it, the SQL, and what came back."""
+
+    actor: str
+    sql: str
+    ok: bool
+    rows: tuple[tuple[Any, ...], ...] = ()
+    columns: tuple[str, ...] = ()
+    message: str | None = None
+    code: str | None = None
+    diverged: bool = False
+
+
+_WHO = re.compile(r"^-- as (?P<actor>[A-Za-z0-9_]+)(?:, executing as user '(?P<as_user>[^']*)')?\s*$")
+_ACTING = re.compile(r"^--\s+CREATE USER '(?P<user>[^']+)' WITH PASSWORD '<password>' ROLE (?P<role>\w+);\s*$")
+_JOB = re.compile(r"Job ID: ([A-Za-z]+-[0-9A-Za-z]+)")
+
+
+def run_sql_script(script: str, base_url: str, root_password: str, *, timeout: float = 60.0) -> list[ScriptStatement]:
+    """Run a script written by :func:`export_sql` against a server, as the users it names.
+
+    Creates the acting users listed in its header (with a generated password; existing ones get it set),
+    sends every statement as its ``-- as <user>`` annotation says (root by default), waits for each flush job,
+    and returns what every statement answered; the statement marked ``^^^ DIVERGED`` has ``diverged=True``.
+    This is how a KalamDB developer (and kalammodel's own tests) check that an export reproduces its bug.
+    """
+    import secrets as _secrets
+
+    from .client import KalamClient
+    from .errors import SqlError
+
+    root = KalamClient.bootstrap(base_url, root_password, timeout=timeout)
+    clients: dict[str, Any] = {"root": root}
+    password = f"Km-{_secrets.token_hex(8)}!"
+    lines = script.splitlines()
+    for line in lines:
+        match = _ACTING.match(line)
+        if match:
+            user, role = match.group("user"), match.group("role")
+            try:
+                root.execute(f"CREATE USER {_sql_quote(user)} WITH PASSWORD {_sql_quote(password)} ROLE {role}")
+            except SqlError as exc:
+                if "already exists" not in (exc.message or "").lower():
+                    raise
+                root.execute(f"ALTER USER {_sql_quote(user)} SET PASSWORD {_sql_quote(password)}")
+                root.execute(f"ALTER USER {_sql_quote(user)} SET ROLE {role}")
+    results: list[ScriptStatement] = []
+    actor = "root"
+    for line in lines:
+        stripped = line.strip()
+        who = _WHO.match(stripped)
+        if who:
+            actor = who.group("actor")
+            continue
+        if stripped.startswith("-- ^^^ DIVERGED") and results:
+            results[-1] = attrs.evolve(results[-1], diverged=True)
+            continue
+        if not stripped or stripped.startswith("--"):
+            continue
+        sql = stripped.rstrip(";")
+        if actor not in clients:
+            clients[actor] = KalamClient.login(base_url, actor, password, timeout=timeout)
+        try:
+            response = clients[actor].execute(sql)
+        except SqlError as exc:
+            results.append(ScriptStatement(actor, sql, ok=False, message=exc.message, code=exc.code))
+        else:
+            first = response.results[0] if response.results else None
+            message = getattr(first, "message", None)
+            results.append(
+                ScriptStatement(
+                    actor,
+                    sql,
+                    ok=True,
+                    rows=tuple(tuple(r) for r in getattr(first, "rows", ()) or ()),
+                    columns=tuple(c.name for c in getattr(first, "columns", ()) or ()),
+                    message=message,
+                )
+            )
+            job = _JOB.search(message or "")
+            if job and _FLUSH.match(sql):
+                root.wait_for_job(job.group(1), timeout=timeout)
+        actor = "root"
+    for client in clients.values():
+        client.close()
+    return results
 
 
 _PYTEST_TEMPLATE = '''"""{title}

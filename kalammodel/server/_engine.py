@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import random
+import logging
 import re
 import secrets
 import shutil
@@ -30,7 +30,7 @@ from sqlglot import exp
 
 from . import _faults
 from ._auth import TokenError, check_password, decode_token, hash_password
-from ._sql import Stmt, parse_statement, split_statements, substitute_params
+from ._sql import Stmt, parse_sql, parse_statement, split_statements, substitute_params
 from ._storage import HotStore, Version, read_scope_cold, write_segment
 from ._types import ChangeEvent, LiveError, LivePlan, Principal
 from ._values import (
@@ -45,6 +45,8 @@ from ._values import (
 )
 
 __all__ = ["ChangeEvent", "Engine", "LiveError", "LivePlan", "Principal", "SqlFailure"]
+
+log = logging.getLogger("kalammodel.server")
 
 EPOCH_MS = 1704067200000  # 2024-01-01T00:00:00Z, the snowflake epoch (§4.3)
 ADMIN = ("dba", "system")
@@ -270,6 +272,7 @@ class Engine:
         flush_delay_ms: int = 0,
         default_query_limit: int = 1000,
         max_query_limit: int = 100000,
+        flush_default_row_limit: int = 10000,
     ):
         self.data_dir = Path(data_dir).absolute()
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -277,6 +280,7 @@ class Engine:
         self.flush_delay_ms = flush_delay_ms
         self.default_query_limit = default_query_limit
         self.max_query_limit = max_query_limit
+        self.flush_default_row_limit = flush_default_row_limit
         self.lock = threading.RLock()
         self.store = HotStore(self.data_dir / "kalammodel.sqlite3")
         self.namespaces: dict[str, dict[str, Any]] = {}
@@ -292,6 +296,9 @@ class Engine:
         self._df = datafusion.SessionContext()
         self._reg = 0
         self._threads: list[threading.Thread] = []
+        self._tokens: dict[str, tuple[str, Any, float]] = {}  # verified access token -> (sub, role, exp)
+        self._stop = threading.Event()
+        self._scheduler: threading.Thread | None = None
         self._load(root_password)
 
     # ------------------------------------------------------------------ boot
@@ -367,6 +374,9 @@ class Engine:
         }
 
     def close(self) -> None:
+        self._stop.set()
+        if self._scheduler is not None:
+            self._scheduler.join(timeout=10)
         for t in self._threads:
             t.join(timeout=10)
         with self.lock:
@@ -564,13 +574,24 @@ class Engine:
 
     # ------------------------------------------------------------------ auth
     def verify_token(self, token: str) -> Principal:
-        """The principal of a bearer access token; raises TokenError (code INVALID_CREDENTIALS/TOKEN_EXPIRED)."""
-        claims = decode_token(self.jwt_secret, token, "access")
-        with self.lock:
-            u = self.users.get(str(claims["sub"]))
-            if u is None or u["deleted_at"] is not None or claims.get("role") != u["role"]:
-                raise TokenError("INVALID_CREDENTIALS", "Invalid credentials")
-            return Principal(u["user_id"], u["role"])
+        """The principal of a bearer access token; raises TokenError (code INVALID_CREDENTIALS/TOKEN_EXPIRED).
+
+        A token whose signature was verified once is remembered until it expires (decoding costs as much as a
+        small statement); the user's existence and current role are checked on every call. Runs without the
+        engine lock (single dict reads), so the event loop never waits for a running statement."""
+        hit = self._tokens.get(token)
+        if hit is not None and time.time() <= hit[2] + 60:  # the same 60 s leeway as decode_token
+            sub, role = hit[0], hit[1]
+        else:
+            claims = decode_token(self.jwt_secret, token, "access")
+            sub, role = str(claims["sub"]), claims.get("role")
+            if len(self._tokens) >= 10000:
+                self._tokens.clear()
+            self._tokens[token] = (sub, role, float(claims["exp"]))
+        u = self.users.get(sub)
+        if u is None or u["deleted_at"] is not None or role != u["role"]:
+            raise TokenError("INVALID_CREDENTIALS", "Invalid credentials")
+        return Principal(u["user_id"], u["role"])
 
     def verify_refresh(self, token: str) -> dict[str, Any]:
         claims = decode_token(self.jwt_secret, token, "refresh")
@@ -918,7 +939,7 @@ class Engine:
         return self._result(ctx, schema, rows)
 
     def _result(self, ctx: Ctx, schema: list[dict[str, Any]], rows: list[list[Any]]) -> dict[str, Any]:
-        if rows and _faults.active("random_flaky_select") and random.random() < 0.5:
+        if rows and _faults.active("random_flaky_select") and _faults.rng.random() < 0.5:
             rows = rows[:-1]
         redact = ctx.principal.role not in ADMIN
         out = []
@@ -1183,7 +1204,7 @@ class Engine:
     def _default(self, c: Column, ctx: Ctx) -> Any:
         if c.default is None:
             return None
-        return self._const(sqlglot.parse_one(c.default, read="postgres"), ctx)
+        return self._const(parse_sql(c.default), ctx)
 
     # ------------------------------------------------------------------ INSERT
     def _write_table(self, ctx: Ctx, t: exp.Expression, in_tx: bool) -> Table:
@@ -1261,10 +1282,15 @@ class Engine:
         self, ctx: Ctx, table: Table, owner: str, where: exp.Expression, extra: list[exp.Expression]
     ) -> list[tuple[Version, list[Any]]]:
         """Visible versions matching ``where`` and the values of ``extra`` expressions for each."""
-        versions = self._visible(table, owner)
         pk = table.pk
         eq = where
-        if pk is not None and isinstance(eq, exp.EQ) and all(_is_const(x) for x in extra):
+        # PK lookup shortcut; STREAM rows are stored under their _seq, so they always take the scan below
+        if (
+            pk is not None
+            and table.kind != "STREAM"
+            and isinstance(eq, exp.EQ)
+            and all(_is_const(x) for x in extra)
+        ):
             col, lit = (
                 (eq.this, eq.expression) if isinstance(eq.this, exp.Column) else (eq.expression, eq.this)
             )
@@ -1280,9 +1306,10 @@ class Engine:
                     key = None
                 if key is not None:
                     v = self._live_version(table, owner, _pk_key(key))
-                    if v is None or (table.kind == "STREAM" and v not in versions):
+                    if v is None:
                         return []
                     return [(v, [self._const(x, ctx) for x in extra])]
+        versions = self._visible(table, owner)
         by_seq = {v.seq: v for v in versions}
         self._reg += 1
         reg = f"__kalam_t{self._reg}"
@@ -1878,10 +1905,11 @@ class Engine:
             for j in self.jobs.values()
         )
 
-    def _start_flush(self, table: Table) -> dict[str, Any]:
-        job = self._new_job(
-            "flush", "FL", {"table_id": table.key, "namespace_id": table.namespace, "table_name": table.name}
-        )
+    def _start_flush(self, table: Table, threshold: int | None = None) -> dict[str, Any]:
+        params: dict[str, Any] = {"table_id": table.key, "namespace_id": table.namespace, "table_name": table.name}
+        if threshold is not None:
+            params["flush_threshold"] = threshold
+        job = self._new_job("flush", "FL", params)
         self._set_job(job, "queued")
         th = threading.Thread(
             target=self._flush_job, args=(table.key, job), daemon=True, name=f"flush-{job['job_id']}"
@@ -1928,6 +1956,46 @@ class Engine:
             "message": f"Storage flush started for {len(ids)} table(s) in namespace '{ns}'. "
             f"Job IDs: [{', '.join(ids)}]",
         }
+
+    # ------------------------------------------------------------------ automatic flush (§7.4)
+    def flush_threshold(self, table: Table) -> int | None:
+        """Hot rows that trigger an automatic flush of ``table``; None when it is never auto-flushed."""
+        if table.flush_policy is None or table.kind == "STREAM":
+            return None
+        m = re.search(r"rows\s*:\s*(\d+)", table.flush_policy)
+        return int(m.group(1)) if m else self.flush_default_row_limit  # interval-only: the default limit
+
+    def hot_row_count(self, table: Table) -> int:
+        """Hot row versions of ``table`` over all its scopes (what KalamDB's pre-validation counts)."""
+        return sum(len(sc.hot_seqs) for (k, _), sc in self.scopes.items() if k == table.key)
+
+    def auto_flush(self) -> list[str]:
+        """One scheduler pass (§7.4): a flush job for every table WITH a FLUSH_POLICY whose hot rows reach the
+        policy's ``rows`` (interval-only policies: ``flush_default_row_limit``); the ``interval`` part is not
+        consulted, tables without a policy are never auto-flushed. Returns the new job ids."""
+        ids = []
+        with self.lock:
+            for table in list(self.tables.values()):
+                limit = self.flush_threshold(table)
+                if limit is None or self._busy(table) or self.hot_row_count(table) < limit:
+                    continue
+                ids.append(self._start_flush(table, limit)["job_id"])
+        return ids
+
+    def start_flush_scheduler(self, interval_seconds: float) -> None:
+        """Run ``auto_flush`` every ``interval_seconds`` on a daemon thread until ``close``."""
+        if interval_seconds <= 0 or self._scheduler is not None:
+            return
+
+        def loop() -> None:
+            while not self._stop.wait(interval_seconds):
+                try:
+                    self.auto_flush()
+                except Exception:  # noqa: BLE001 - a failed pass must not stop the scheduler
+                    log.exception("automatic flush pass failed")
+
+        self._scheduler = threading.Thread(target=loop, daemon=True, name="kalam-flush-scheduler")
+        self._scheduler.start()
 
     def _flush_job(self, tkey: str, job: dict[str, Any]) -> None:
         try:

@@ -6,9 +6,11 @@ Each fault imitates a realistic KalamDB failure so that the tester can prove it 
 
 from __future__ import annotations
 
+import os
+import random
 from collections.abc import Iterable
 
-__all__ = ["FAULTS", "active", "configure", "enabled"]
+__all__ = ["FAULTS", "active", "configure", "enabled", "rng"]
 
 FAULTS: dict[str, str] = {
     "user_select_leak": "a USER-table SELECT whose WHERE has a range predicate also returns another user's rows",
@@ -29,6 +31,10 @@ FAULTS: dict[str, str] = {
 }
 
 _active: frozenset[str] = frozenset()
+
+#: The coin of the faults that fire at random. Seeded from ``KALAMMODEL_FAULT_SEED`` when set, so that a test
+#: of flaky-case classification sees the same sequence of coin flips on every run.
+rng = random.Random(os.environ.get("KALAMMODEL_FAULT_SEED"))
 
 
 def configure(names: Iterable[str]) -> None:
