@@ -52,12 +52,16 @@ __all__ = [
     "Flush",
     "Insert",
     "InsertNamingDroppedColumn",
+    "LIVE_STEPS",
+    "NextBatch",
     "Pause",
     "ProbeCreateShared",
     "ProbeExecuteAs",
     "ProbeSharedWrite",
     "ProbeSystemRead",
     "Request",
+    "Restart",
+    "ResubscribeFromSeq",
     "STEP_TYPES",
     "Select",
     "SelectDeleted",
@@ -66,6 +70,8 @@ __all__ = [
     "StreamInsert",
     "StreamSelect",
     "StreamUpdate",
+    "Subscribe",
+    "Unsubscribe",
     "Update",
     "render_value",
     "step_from_data",
@@ -683,6 +689,28 @@ class ProbeSystemRead(Step):
 
 
 @attrs.frozen
+class Restart(Step):
+    """Runner action: kill the server (``hard``: SIGKILL) and start it again; nothing acknowledged may be lost.
+
+    Run by ``kalammodel.durability.RestartExtension``; sends no SQL, changes nothing in the model.
+    """
+
+    kind: ClassVar[str] = "restart"
+    hard: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
+    actor: ClassVar[str] = "root"
+    as_user: ClassVar[str | None] = None
+
+    def requests(self, ns: str) -> list[Request]:
+        return []
+
+    def apply(self, model: Model) -> list[Expectation]:
+        return []
+
+    def describe(self) -> str:
+        return f"{self.kind}({'SIGKILL' if self.hard else 'clean stop'})"
+
+
+@attrs.frozen
 class Pause(Step):
     """Runner action: let ``seconds`` pass (STREAM TTL expiry); sends no SQL."""
 
@@ -699,6 +727,115 @@ class Pause(Step):
 
     def describe(self) -> str:
         return f"{self.kind}({self.seconds:g})"
+
+
+# ---------------------------------------------------------------------- live queries (PROTOCOL §10)
+# Run by the live extension (kalammodel.live), not by Session.run: they send WebSocket messages, not SQL.
+
+
+def _sub_id(value: Any) -> str:
+    return _str("sub_id")(value)
+
+
+def _opt_size(field: str) -> Callable[[Any], int | None]:
+    def convert(value: Any) -> int | None:
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise _fail(field, f"must be None or an int >= 1 (got {value!r})")
+        return value
+
+    return convert
+
+
+class _LiveStep(Step):
+    """A live-query step: ``requests`` is empty and ``apply`` refuses; the live extension runs it."""
+
+    def requests(self, ns: str) -> list[Request]:
+        return []
+
+    def apply(self, model: Model) -> list[Expectation]:
+        raise UsageError(
+            f"step {self.kind!r} is a live-query step: run it with the live extension "
+            "(Runner(..., extensions=[kalammodel.live.live_extension]))"
+        )
+
+
+@attrs.frozen
+class Subscribe(_LiveStep):
+    """Open a WebSocket subscription ``SELECT cols|* FROM t [WHERE]`` as ``actor`` (one connection each)."""
+
+    kind: ClassVar[str] = "subscribe"
+    actor: str = attrs.field(converter=_actor)
+    table: str = attrs.field(converter=_table)
+    sub_id: str = attrs.field(converter=_sub_id)
+    columns: tuple[str, ...] | None = attrs.field(default=None, converter=_opt_names)
+    where: Predicate | None = attrs.field(default=None, converter=_where)
+    snapshot: bool = True
+    batch_size: int | None = attrs.field(default=None, converter=_opt_size("batch_size"))
+    last_rows: int | None = attrs.field(default=None, converter=_opt_size("last_rows"))
+    as_user: ClassVar[str | None] = None  # type: ignore[misc]
+
+    def sql(self, ns: str) -> str:
+        cols = "*" if self.columns is None else ", ".join(self.columns)
+        return f"SELECT {cols} FROM {ns}.{self.table}{_where_sql(self.where)}"
+
+    def describe(self) -> str:
+        parts = [self.sub_id, self.table, f"by={self.actor}"]
+        if self.columns is not None:
+            parts.append(f"columns=[{', '.join(self.columns)}]")
+        if self.where is not None:
+            parts.append(f"where={self.where.render()!r}")
+        parts.append(f"snapshot={self.snapshot}")
+        if self.batch_size is not None:
+            parts.append(f"batch_size={self.batch_size}")
+        if self.last_rows is not None:
+            parts.append(f"last_rows={self.last_rows}")
+        return f"{self.kind}({', '.join(parts)})"
+
+
+@attrs.frozen
+class NextBatch(_LiveStep):
+    """Pull the next snapshot batch of a loading subscription (``next_batch`` with the last ``last_seq_id``)."""
+
+    kind: ClassVar[str] = "next_batch"
+    sub_id: str = attrs.field(converter=_sub_id)
+    actor: ClassVar[str] = "root"  # type: ignore[misc]
+    as_user: ClassVar[str | None] = None  # type: ignore[misc]
+
+    def describe(self) -> str:
+        return f"{self.kind}({self.sub_id})"
+
+
+@attrs.frozen
+class Unsubscribe(_LiveStep):
+    """End a subscription: ``unsubscribe`` on its connection, or (``disconnect``) close the connection."""
+
+    kind: ClassVar[str] = "unsubscribe"
+    sub_id: str = attrs.field(converter=_sub_id)
+    disconnect: bool = False
+    actor: ClassVar[str] = "root"  # type: ignore[misc]
+    as_user: ClassVar[str | None] = None  # type: ignore[misc]
+
+    def describe(self) -> str:
+        return f"{self.kind}({self.sub_id}{', disconnect' if self.disconnect else ''})"
+
+
+@attrs.frozen
+class ResubscribeFromSeq(_LiveStep):
+    """Subscribe again like ``from_sub`` did, with ``from_seq_id`` = the newest ``_seq`` it received."""
+
+    kind: ClassVar[str] = "resubscribe_from_seq"
+    sub_id: str = attrs.field(converter=_sub_id)
+    from_sub: str = attrs.field(converter=_str("from_sub"))
+    actor: ClassVar[str] = "root"  # type: ignore[misc]
+    as_user: ClassVar[str | None] = None  # type: ignore[misc]
+
+    def describe(self) -> str:
+        return f"{self.kind}({self.sub_id}, from last _seq of {self.from_sub})"
+
+
+LIVE_STEPS: tuple[type[Step], ...] = (Subscribe, NextBatch, Unsubscribe, ResubscribeFromSeq)
 
 
 STEP_TYPES: dict[str, type[Step]] = {
@@ -725,6 +862,11 @@ STEP_TYPES: dict[str, type[Step]] = {
         AlterDropColumn,
         ProbeSystemRead,
         Pause,
+        Restart,
+        Subscribe,
+        NextBatch,
+        Unsubscribe,
+        ResubscribeFromSeq,
     )
 }
 

@@ -124,6 +124,7 @@ OPERATIONS: tuple[str, ...] = (
     "next_batch",
     "unsubscribe",
     "resubscribe_from_seq",
+    "restart",
 )
 
 _IDENT = re.compile(r"^[a-z][a-z0-9_]{0,63}$")

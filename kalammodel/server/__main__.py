@@ -9,6 +9,7 @@ import sys
 
 import uvicorn
 
+from ._app import DEFAULT_FLUSH_CHECK_INTERVAL, DEFAULT_MAX_QUERIES_PER_SEC
 from ._faults import FAULTS
 
 
@@ -42,6 +43,19 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--default-query-limit", type=int, default=1000)
     p.add_argument("--max-query-limit", type=int, default=100000)
+    p.add_argument(
+        "--max-queries-per-sec",
+        type=int,
+        default=DEFAULT_MAX_QUERIES_PER_SEC,
+        help="per-user /v1/api/sql rate limit; beyond it HTTP 429 RATE_LIMIT_EXCEEDED (default %(default)s)",
+    )
+    p.add_argument(
+        "--flush-check-interval-seconds",
+        type=float,
+        default=DEFAULT_FLUSH_CHECK_INTERVAL,
+        help="automatic flush of tables WITH (FLUSH_POLICY=...) checked this often; 0 = off "
+        "(default %(default)s)",
+    )
     return p.parse_args(argv)
 
 
@@ -72,6 +86,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.default_query_limit > args.max_query_limit or args.max_query_limit <= 0:
         print("error: need 0 < --default-query-limit <= --max-query-limit", file=sys.stderr)
         return 2
+    if args.max_queries_per_sec <= 0 or args.flush_check_interval_seconds < 0:
+        print(
+            "error: --max-queries-per-sec must be > 0 and --flush-check-interval-seconds >= 0 (0 = off)",
+            file=sys.stderr,
+        )
+        return 2
     root_pw = (
         args.root_password if args.root_password is not None else os.environ.get("KALAMDB_ROOT_PASSWORD")
     )
@@ -86,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
             jwt_secret=args.jwt_secret,
             default_query_limit=args.default_query_limit,
             max_query_limit=args.max_query_limit,
+            max_queries_per_sec=args.max_queries_per_sec,
+            flush_check_interval_seconds=args.flush_check_interval_seconds,
         )
     except OSError as e:
         print(f"error: cannot open data directory {args.data_dir!r}: {e}", file=sys.stderr)

@@ -1906,7 +1906,11 @@ class Engine:
         )
 
     def _start_flush(self, table: Table, threshold: int | None = None) -> dict[str, Any]:
-        params: dict[str, Any] = {"table_id": table.key, "namespace_id": table.namespace, "table_name": table.name}
+        params: dict[str, Any] = {
+            "table_id": table.key,
+            "namespace_id": table.namespace,
+            "table_name": table.name,
+        }
         if threshold is not None:
             params["flush_threshold"] = threshold
         job = self._new_job("flush", "FL", params)

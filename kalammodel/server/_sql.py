@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from typing import Any
 
 import attrs
@@ -15,7 +16,7 @@ from sqlglot import exp
 
 from ._values import SqlFailure
 
-__all__ = ["Stmt", "parse_statement", "split_statements", "substitute_params"]
+__all__ = ["Stmt", "parse_sql", "parse_statement", "split_statements", "substitute_params"]
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 _QNAME = rf"(?:({_IDENT})\.)?({_IDENT})"
@@ -31,6 +32,8 @@ class Stmt:
 
 def split_statements(sql: str) -> list[str]:
     """Split on ``;`` outside quotes, parentheses-agnostic; drops empty pieces and ``--`` comments."""
+    if ";" not in sql and "--" not in sql:
+        return [sql.strip()] if sql.strip() else []
     out, buf, i, n = [], [], 0, len(sql)
     quote: str | None = None
     while i < n:
@@ -163,7 +166,7 @@ def parse_statement(text: str) -> Stmt:
     head = text.split(None, 1)[0].upper()
     if head in ("SELECT", "WITH", "INSERT", "UPDATE", "DELETE", "VALUES", "("):
         try:
-            tree = sqlglot.parse_one(text, read="postgres")
+            tree = parse_sql(text)
         except sqlglot.errors.ParseError as e:
             raise SqlFailure(f"SQL parse error: {str(e).splitlines()[0]}", "INVALID_SQL") from None
         if isinstance(tree, (exp.Select, exp.Union, exp.Intersect, exp.Except)) and head != "(":
@@ -177,6 +180,107 @@ def parse_statement(text: str) -> Stmt:
     if head in ("CREATE", "DROP", "ALTER", "STORAGE", "FLUSH"):
         raise SqlFailure(f"Invalid or unsupported statement: {text[:200]}", "INVALID_SQL")
     raise SqlFailure(f"Unsupported SQL statement: {text[:200]}", "INVALID_SQL")
+
+
+# ---------------------------------------------------------------------------------------------- shape cache
+# Parsing with sqlglot costs about as much as executing a small statement, and the tester sends thousands of
+# statements that differ only in their literals. ``parse_sql`` therefore parses each *shape* once: every plain
+# number and '...' string literal is replaced by a positional ``$k`` marker, the marked text is parsed, and the
+# template is kept only if putting the original literals back yields exactly the tree a direct parse gives.
+# Later statements of the same shape get a copy of the template with their own literals put in. Text the scanner
+# cannot mark safely (comments, $ parameters, backslashes, INTERVAL, unterminated quotes) is parsed directly.
+
+_SHAPE_TOKEN = re.compile(
+    r"(?P<s>'(?:[^'\\]|'')*')"  # a string literal without backslashes
+    r'|(?P<q>"(?:[^"]|"")*")'  # a quoted identifier: part of the shape
+    r"|(?P<w>[A-Za-z_][A-Za-z0-9_]*)"  # a word: part of the shape
+    r"|(?P<n>(?<![.\w])\d+(?:\.\d+)?(?![\w.]))"  # a plain number literal
+    r"|(?P<bad>--|/\*|[$'\"\\]|\d)",  # comments, parameters, odd quoting, odd numbers: no cache
+)
+_SHAPES: dict[tuple[str, tuple[bool, ...]], exp.Expression | None] = {}
+_SHAPES_MAX = 4096
+_SHAPES_LOCK = threading.Lock()
+
+
+def _shape(text: str) -> tuple[str, list[tuple[bool, str]]] | None:
+    """(marked text, [(is_string, literal value)]) or None when the text cannot be marked safely."""
+    out: list[str] = []
+    lits: list[tuple[bool, str]] = []
+    pos = 0
+    for m in _SHAPE_TOKEN.finditer(text):
+        kind = m.lastgroup
+        if kind == "bad":
+            return None
+        if kind == "w" and m.group().upper() == "INTERVAL":
+            return None  # the parser reads INTERVAL strings by their content
+        if kind in ("s", "n"):
+            out.append(text[pos : m.start()])
+            lits.append((kind == "s", m.group()[1:-1].replace("''", "'") if kind == "s" else m.group()))
+            out.append(f"${len(lits)}")
+            pos = m.end()
+    out.append(text[pos:])
+    return "".join(out), lits
+
+
+def _fill(template: exp.Expression, lits: list[tuple[bool, str]]) -> exp.Expression:
+    """A fresh copy of ``template`` with its ``$k`` markers replaced by the literals (faster than ``copy()``,
+    which deep-copies every node's position metadata)."""
+
+    def build(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Parameter) and isinstance(node.this, exp.Literal):
+            is_string, value = lits[int(node.this.name) - 1]
+            return exp.Literal(this=value, is_string=is_string)
+        args: dict[str, Any] = {}
+        for k, v in node.args.items():
+            if isinstance(v, exp.Expression):
+                args[k] = build(v)
+            elif type(v) is list:
+                args[k] = [build(x) if isinstance(x, exp.Expression) else x for x in v]
+            else:
+                args[k] = v
+        return node.__class__(**args)
+
+    return build(template)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Exact structural equality of two sqlglot trees (``==`` compares case-insensitive hashes)."""
+    if isinstance(a, exp.Expression):
+        if type(a) is not type(b):
+            return False
+        ka = {k: v for k, v in a.args.items() if v is not None and v is not False and v != []}
+        kb = {k: v for k, v in b.args.items() if v is not None and v is not False and v != []}
+        return ka.keys() == kb.keys() and all(_same(ka[k], kb[k]) for k in ka)
+    if isinstance(a, list):
+        return isinstance(b, list) and len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return type(a) is type(b) and a == b
+
+
+def parse_sql(text: str) -> exp.Expression:
+    """``sqlglot.parse_one(text, read="postgres")`` through the shape cache; always a fresh tree."""
+    shaped = _shape(text)
+    if shaped is None or not shaped[1]:
+        return sqlglot.parse_one(text, read="postgres")
+    marked, lits = shaped
+    key = (marked, tuple(s for s, _ in lits))
+    with _SHAPES_LOCK:
+        template = _SHAPES.get(key, False)
+    if template is None:
+        return sqlglot.parse_one(text, read="postgres")  # a shape known not to survive marking
+    if template is not False:
+        return _fill(template, lits)  # type: ignore[arg-type]
+    tree = sqlglot.parse_one(text, read="postgres")
+    try:
+        candidate: exp.Expression | None = sqlglot.parse_one(marked, read="postgres")
+        if not _same(_fill(candidate, lits), tree):  # type: ignore[arg-type]
+            candidate = None
+    except sqlglot.errors.SqlglotError:
+        candidate = None
+    with _SHAPES_LOCK:
+        if len(_SHAPES) >= _SHAPES_MAX:
+            _SHAPES.pop(next(iter(_SHAPES)))
+        _SHAPES[key] = candidate
+    return tree
 
 
 def substitute_params(tree: exp.Expression, params: list[Any]) -> exp.Expression:

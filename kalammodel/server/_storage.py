@@ -60,35 +60,45 @@ class HotStore:
             "CREATE TABLE IF NOT EXISTS catalog (kind TEXT NOT NULL, key TEXT NOT NULL, body TEXT NOT NULL,"
             " PRIMARY KEY (kind, key))"
         )
-        self._in_tx = False
+        self._in_tx = False  # a BEGIN was sent
+        self._want_tx = False  # begin() was called: the next write opens the transaction
 
     def begin(self) -> None:
-        if not self._in_tx:
+        """Start a transaction lazily: read-only statements never touch SQLite."""
+        self._want_tx = True
+
+    def _write(self) -> None:
+        if self._want_tx and not self._in_tx:
             self.db.execute("BEGIN")
             self._in_tx = True
 
     def commit(self) -> None:
         if self._in_tx:
-            self.db.execute("COMMIT")
+            self.db.execute("COMMIT")  # raises with the transaction still open: the caller rolls back
             self._in_tx = False
+        self._want_tx = False
 
     def rollback(self) -> None:
+        self._want_tx = False
         if self._in_tx:
-            self.db.execute("ROLLBACK")
             self._in_tx = False
+            self.db.execute("ROLLBACK")
 
     def put_version(self, tbl: str, owner: str, pk: str, v: Version) -> None:
+        self._write()
         self.db.execute(
             "INSERT INTO hot (seq, tbl, owner, pk, deleted, vals) VALUES (?, ?, ?, ?, ?, ?)",
             (v.seq, tbl, owner, pk, int(v.deleted), json.dumps(v.vals)),
         )
 
     def delete_versions(self, seqs: list[int]) -> None:
+        self._write()
         for i in range(0, len(seqs), 500):
             chunk = seqs[i : i + 500]
             self.db.execute(f"DELETE FROM hot WHERE seq IN ({','.join('?' * len(chunk))})", chunk)
 
     def delete_table(self, tbl: str) -> None:
+        self._write()
         self.db.execute("DELETE FROM hot WHERE tbl = ?", (tbl,))
         self.db.execute("DELETE FROM catalog WHERE kind = 'scope' AND key LIKE ?", (tbl + "|%",))
 
@@ -97,11 +107,13 @@ class HotStore:
         return [(t, o, p, Version(s, bool(d), json.loads(v))) for t, o, p, s, d, v in rows]
 
     def put_doc(self, kind: str, key: str, body: Any) -> None:
+        self._write()
         self.db.execute(
             "INSERT OR REPLACE INTO catalog (kind, key, body) VALUES (?, ?, ?)", (kind, key, json.dumps(body))
         )
 
     def del_doc(self, kind: str, key: str) -> None:
+        self._write()
         self.db.execute("DELETE FROM catalog WHERE kind = ? AND key = ?", (kind, key))
 
     def docs(self, kind: str) -> list[tuple[str, Any]]:
