@@ -4,10 +4,12 @@ Engine calls from HTTP routes run **on the event loop** whenever the engine lock
 worker thread (``kalam-sql``). The engine serialises statements under its lock anyway, and handing a ~100 µs
 statement to a thread and back costs more CPU than the statement itself (two wake-ups and a GIL hand-over per
 request, measured ~150 µs). A long statement therefore delays other connections' frames by its own duration, which
-the lock imposes on them anyway; WebSocket timeouts are seconds. The
-per-user query rate limit (§1.2 ``rate_limit.max_queries_per_sec``, HTTP 429 ``RATE_LIMIT_EXCEEDED``) is a token
-bucket per token subject, as in KalamDB (``api:limiter/rate_limiter.rs``): capacity and refill = the limit per
-second.
+the lock imposes on their statements anyway; WebSocket timeouts are seconds. ``POST /v1/api/sql`` bypasses
+Starlette's routing and middleware (``_App``); every other route is ordinary Starlette.
+
+The per-user query rate limit (§1.2 ``rate_limit.max_queries_per_sec``, HTTP 429 ``RATE_LIMIT_EXCEEDED``) is a
+token bucket per token subject, as in KalamDB (``api:limiter/rate_limiter.rs``): capacity and refill = the limit
+per second. The automatic flush scheduler (§7.4) starts and stops with the app's lifespan.
 """
 
 from __future__ import annotations
@@ -243,9 +245,7 @@ def create_app(
         )
         return JSONResponse(body, status_code=st)
 
-    def sql_body(
-        status: int, code: str, message: str, start: float | None
-    ) -> tuple[int, dict[str, Any]]:
+    def sql_body(status: int, code: str, message: str, start: float | None) -> tuple[int, dict[str, Any]]:
         """An error envelope (§2.5); ``start`` None = rejected before the handler ran (``took`` 0.0)."""
         return status, {
             "status": "error",
@@ -348,12 +348,9 @@ def create_app(
         Route("/v1/api/auth/me", me),
         Route("/v1/api/sql", sql, methods=["POST"]),
     ]
-    try:
-        from ._ws import websocket_endpoint  # written by the WebSocket helper
-    except ImportError:
-        websocket_endpoint = None
-    if websocket_endpoint is not None:
-        routes.append(WebSocketRoute("/v1/ws", websocket_endpoint))
+    from ._ws import websocket_endpoint
+
+    routes.append(WebSocketRoute("/v1/ws", websocket_endpoint))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -128,7 +128,9 @@ _SQL_KEYWORDS = {
     "union",
     "all",
 }
-SYSTEM_TABLES = ("users", "jobs", "tables", "namespaces", "storages")
+SYSTEM_TABLES = ("users", "jobs", "tables", "namespaces", "storages", "cluster")
+MAX_PARAMS = 50  # core:sql/executor/parameter_binding.rs
+MAX_PARAM_SIZE_BYTES = 512 * 1024
 
 
 def now_ms() -> int:
@@ -818,6 +820,19 @@ class Engine:
         if in_tx and st.kind not in ("select", "insert", "update", "delete"):
             raise SqlFailure("DDL statements are not supported inside explicit transactions")
         handler = getattr(self, f"_do_{st.kind}")
+        if len(params) > MAX_PARAMS:
+            raise SqlFailure(
+                f"Parameter count exceeded: maximum {MAX_PARAMS} parameters allowed, got {len(params)}",
+                preserve=False,
+            )
+        for i, v in enumerate(params):
+            size = len(v.encode()) if isinstance(v, str) else 8
+            if size > MAX_PARAM_SIZE_BYTES:
+                raise SqlFailure(
+                    f"Parameter size exceeded: parameter at index {i} is {size} bytes "
+                    f"(max {MAX_PARAM_SIZE_BYTES} bytes)",
+                    preserve=False,
+                )
         if "tree" in st.args:
             tree = substitute_params(st.args["tree"], params)
             res = handler(ctx, tree, in_tx)
@@ -1156,6 +1171,40 @@ class Engine:
                         "shared_tables_template",
                         "user_tables_template",
                     )
+                ]
+            )
+        elif name == "cluster":
+            # a single node that is its own leader (the §1.6 readiness poll: SELECT is_self, is_leader ...)
+            recs = [
+                {
+                    "cluster_id": "kalammodel-embedded",
+                    "node_id": 1,
+                    "role": "leader",
+                    "status": "active",
+                    "rpc_addr": "",
+                    "api_addr": "",
+                    "is_self": True,
+                    "is_leader": True,
+                    "groups_leading": 1,
+                    "total_groups": 1,
+                    "current_term": 1,
+                    "version": "0.4.3-rc.4",
+                }
+            ]
+            schema = pa.schema(
+                [
+                    ("cluster_id", pa.string()),
+                    ("node_id", pa.int64()),
+                    ("role", pa.string()),
+                    ("status", pa.string()),
+                    ("rpc_addr", pa.string()),
+                    ("api_addr", pa.string()),
+                    ("is_self", pa.bool_()),
+                    ("is_leader", pa.bool_()),
+                    ("groups_leading", pa.int32()),
+                    ("total_groups", pa.int32()),
+                    ("current_term", pa.int64()),
+                    ("version", pa.string()),
                 ]
             )
         else:
@@ -1845,7 +1894,7 @@ class Engine:
     # ------------------------------------------------------------------ flush
     def _new_job(self, job_type: str, prefix: str, params: dict[str, Any]) -> dict[str, Any]:
         t = now_ms()
-        job = {
+        job: dict[str, Any] = {
             "job_id": f"{prefix}-{secrets.token_hex(6)}",
             "job_type": job_type,
             "status": "new",
@@ -2131,20 +2180,22 @@ class Engine:
                 except SqlFailure as f:
                     raise LiveError("UNAUTHORIZED", f.message) from None
             cols: list[Column] = []
-            for e in tree.expressions:
-                if isinstance(e, exp.Star):
+            for item in tree.expressions:
+                if isinstance(item, exp.Star):
                     cols.extend(table.columns)
-                elif isinstance(e, exp.Column):
-                    if e.name.lower() in ("_seq", "_deleted"):
+                elif isinstance(item, exp.Column):
+                    if item.name.lower() in ("_seq", "_deleted"):
                         raise LiveError(
-                            "INVALID_SQL", f"Live queries cannot project system column '{e.name}'"
+                            "INVALID_SQL", f"Live queries cannot project system column '{item.name}'"
                         )
-                    c = table.col(e.name)
+                    c = table.col(item.name)
                     if c is None:
-                        raise LiveError("INVALID_SQL", f"Column '{e.name}' not found in table {table.key}")
+                        raise LiveError("INVALID_SQL", f"Column '{item.name}' not found in table {table.key}")
                     cols.append(c)
                 else:
-                    raise LiveError("UNSUPPORTED", f"Live queries project plain columns only (got {e.sql()})")
+                    raise LiveError(
+                        "UNSUPPORTED", f"Live queries project plain columns only (got {item.sql()})"
+                    )
             where = a.get("where")
             w = where.this if where is not None else None
             if w is not None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import threading
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import sqlglot
@@ -197,7 +197,32 @@ _SHAPE_TOKEN = re.compile(
     r"|(?P<n>(?<![.\w])\d+(?:\.\d+)?(?![\w.]))"  # a plain number literal
     r"|(?P<bad>--|/\*|[$'\"\\]|\d)",  # comments, parameters, odd quoting, odd numbers: no cache
 )
-_SHAPES: dict[tuple[str, tuple[bool, ...]], exp.Expression | None] = {}
+# Where a marked literal may sit for its shape to be cached: operands of comparisons, arithmetic, IN, LIKE,
+# BETWEEN, VALUES tuples, LIMIT/OFFSET. Function arguments and casts are left out: sqlglot reads some of those by
+# their content (date units, format strings), so one value's parse says nothing about another's.
+_PLAIN_PARENTS = (
+    exp.EQ,
+    exp.NEQ,
+    exp.GT,
+    exp.GTE,
+    exp.LT,
+    exp.LTE,
+    exp.Tuple,
+    exp.In,
+    exp.Like,
+    exp.ILike,
+    exp.Between,
+    exp.Limit,
+    exp.Offset,
+    exp.Neg,
+    exp.Paren,
+    exp.Add,
+    exp.Sub,
+    exp.Mul,
+    exp.Div,
+    exp.Mod,
+)
+_SHAPES: dict[tuple[str, tuple[bool, ...]], exp.Expr | None] = {}
 _SHAPES_MAX = 4096
 _SHAPES_LOCK = threading.Lock()
 
@@ -222,20 +247,20 @@ def _shape(text: str) -> tuple[str, list[tuple[bool, str]]] | None:
     return "".join(out), lits
 
 
-def _fill(template: exp.Expression, lits: list[tuple[bool, str]]) -> exp.Expression:
+def _fill(template: exp.Expr, lits: list[tuple[bool, str]]) -> exp.Expr:
     """A fresh copy of ``template`` with its ``$k`` markers replaced by the literals (faster than ``copy()``,
     which deep-copies every node's position metadata)."""
 
-    def build(node: exp.Expression) -> exp.Expression:
+    def build(node: exp.Expr) -> exp.Expr:
         if isinstance(node, exp.Parameter) and isinstance(node.this, exp.Literal):
             is_string, value = lits[int(node.this.name) - 1]
             return exp.Literal(this=value, is_string=is_string)
         args: dict[str, Any] = {}
         for k, v in node.args.items():
-            if isinstance(v, exp.Expression):
+            if isinstance(v, exp.Expr):
                 args[k] = build(v)
             elif type(v) is list:
-                args[k] = [build(x) if isinstance(x, exp.Expression) else x for x in v]
+                args[k] = [build(x) if isinstance(x, exp.Expr) else x for x in v]
             else:
                 args[k] = v
         return node.__class__(**args)
@@ -245,7 +270,7 @@ def _fill(template: exp.Expression, lits: list[tuple[bool, str]]) -> exp.Express
 
 def _same(a: Any, b: Any) -> bool:
     """Exact structural equality of two sqlglot trees (``==`` compares case-insensitive hashes)."""
-    if isinstance(a, exp.Expression):
+    if isinstance(a, exp.Expr):
         if type(a) is not type(b):
             return False
         ka = {k: v for k, v in a.args.items() if v is not None and v is not False and v != []}
@@ -259,20 +284,27 @@ def _same(a: Any, b: Any) -> bool:
 def parse_sql(text: str) -> exp.Expression:
     """``sqlglot.parse_one(text, read="postgres")`` through the shape cache; always a fresh tree."""
     shaped = _shape(text)
-    if shaped is None or not shaped[1]:
-        return sqlglot.parse_one(text, read="postgres")
+    if shaped is None:
+        return cast(exp.Expression, sqlglot.parse_one(text, read="postgres"))
     marked, lits = shaped
     key = (marked, tuple(s for s, _ in lits))
     with _SHAPES_LOCK:
         template = _SHAPES.get(key, False)
     if template is None:
-        return sqlglot.parse_one(text, read="postgres")  # a shape known not to survive marking
+        return cast(
+            exp.Expression, sqlglot.parse_one(text, read="postgres")
+        )  # shape known not to survive marking
     if template is not False:
-        return _fill(template, lits)  # type: ignore[arg-type]
+        return cast(exp.Expression, _fill(template, lits))  # type: ignore[arg-type]
     tree = sqlglot.parse_one(text, read="postgres")
     try:
-        candidate: exp.Expression | None = sqlglot.parse_one(marked, read="postgres")
-        if not _same(_fill(candidate, lits), tree):  # type: ignore[arg-type]
+        candidate: exp.Expr | None = sqlglot.parse_one(marked, read="postgres")
+        markers = list(candidate.find_all(exp.Parameter))  # type: ignore[union-attr]
+        if (
+            len(markers) != len(lits)
+            or not all(isinstance(m.parent, _PLAIN_PARENTS) for m in markers)
+            or not _same(_fill(candidate, lits), tree)  # type: ignore[arg-type]
+        ):
             candidate = None
     except sqlglot.errors.SqlglotError:
         candidate = None
@@ -280,7 +312,7 @@ def parse_sql(text: str) -> exp.Expression:
         if len(_SHAPES) >= _SHAPES_MAX:
             _SHAPES.pop(next(iter(_SHAPES)))
         _SHAPES[key] = candidate
-    return tree
+    return cast(exp.Expression, tree)
 
 
 def substitute_params(tree: exp.Expression, params: list[Any]) -> exp.Expression:

@@ -202,7 +202,7 @@ def write_segment(
             pa.field(cname, at, metadata={"kalam.column_id": cid, "kalam.data_type": json.dumps(dt)})
         )
         arrays.append(pa.array(vals, type=at))
-        present = [v.vals.get(cid) for v in versions if v.vals.get(cid) is not None]
+        present: list[Any] = [v.vals.get(cid) for v in versions if v.vals.get(cid) is not None]
         if present and _stat_value(dt, present[0]) is not None:
             stats[cid] = {
                 "min": _stat_value(dt, min(present)),

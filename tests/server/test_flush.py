@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pyarrow.parquet as pq
 from conftest import post_sql
@@ -140,3 +141,42 @@ def test_jobs_hidden_from_service(server_url, token_for, sql, ns):
     assert r.status_code == 200 and "started" in r.json()["results"][0]["message"]
     assert post_sql(server_url, svc, "SELECT * FROM system.jobs").status_code == 403
     assert sql.wait_job(r.json()["results"][0]["message"])["status"] == "completed"
+
+
+def test_flush_policy_flushes_automatically(spawn_server):
+    """With --flush-check-interval-seconds, a FLUSH_POLICY rows:N table gets a flush job at N hot rows, not before."""
+    from conftest import ROOT_PASSWORD, Sql, login
+
+    p = spawn_server("--flush-check-interval-seconds", "0.1")
+    sql = Sql(p.url, login(p.url, "root", ROOT_PASSWORD))
+    sql(
+        "CREATE NAMESPACE af;"
+        "CREATE TABLE af.b (id INT PRIMARY KEY) WITH (FLUSH_POLICY = 'rows:5,interval:1');"
+        "CREATE TABLE af.a (id INT PRIMARY KEY) WITH (FLUSH_POLICY = 'rows:3');"
+        "CREATE TABLE af.plain (id INT PRIMARY KEY)"
+    )
+    sql("INSERT INTO af.b (id) VALUES (1), (2), (3), (4); INSERT INTO af.plain (id) VALUES (1), (2), (3)")
+    sql("INSERT INTO af.a (id) VALUES (1), (2), (3)")
+
+    def flush_jobs(timeout: float, *tables: str) -> dict[str, dict]:
+        """table_id -> its flush job once every named table has a finished one (polls system.jobs)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            jobs = {
+                json.loads(j["parameters"])["table_id"]: j
+                for j in sql.dicts(
+                    "SELECT job_id, status, parameters FROM system.jobs WHERE job_type = 'flush'"
+                )
+            }
+            if all(jobs.get(t, {}).get("status") == "completed" for t in tables):
+                return jobs
+            assert time.monotonic() < deadline, f"no completed flush job for {tables} in {timeout}s: {jobs}"
+            time.sleep(0.05)
+
+    jobs = flush_jobs(20, "af.a")
+    assert set(jobs) == {"af.a"}  # the pass that flushed af.a saw af.b at 4 of 5 rows, af.plain has no policy
+    assert json.loads(jobs["af.a"]["parameters"])["flush_threshold"] == 3
+    assert (p.data_dir / "storage" / "af" / "a" / "batch-0.parquet").exists()
+    sql("INSERT INTO af.b (id) VALUES (5)")
+    assert set(flush_jobs(20, "af.a", "af.b")) == {"af.a", "af.b"}
+    assert sql.rows("SELECT id FROM af.b") == [[1], [2], [3], [4], [5]]

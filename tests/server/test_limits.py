@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import time
+
+import httpx
+
 
 def test_default_and_max_limits(spawn_server):
     """Without LIMIT the default limit applies; a bigger LIMIT is capped at max; COUNT(*) is exact."""
@@ -24,3 +28,35 @@ def test_default_order_by_pk(sql, ns):
     assert sql.rows(f"SELECT id FROM {ns}.t") == [[1], [3], [5]]
     assert sql.rows(f"SELECT id FROM {ns}.t ORDER BY v") == [[5], [3], [1]]
     assert sql.rows(f"SELECT id FROM {ns}.t ORDER BY id LIMIT 1 OFFSET 1") == [[3]]
+
+
+def test_query_rate_limit_per_user(spawn_server):
+    """Beyond --max-queries-per-sec a user gets 429 RATE_LIMIT_EXCEEDED; other users are unaffected; it refills."""
+    from conftest import ROOT_PASSWORD, Sql, login
+
+    p = spawn_server("--max-queries-per-sec", "2")
+    root = login(p.url, "root", ROOT_PASSWORD)
+    Sql(p.url, root)("CREATE USER 'rl' WITH PASSWORD 'RlPass123!' ROLE user")
+    other = login(p.url, "rl", "RlPass123!")
+    with httpx.Client(base_url=p.url, timeout=10) as c:
+
+        def select(token: str) -> httpx.Response:
+            return c.post(
+                "/v1/api/sql", json={"sql": "SELECT 1"}, headers={"Authorization": f"Bearer {token}"}
+            )
+
+        answers = [select(root) for _ in range(10)]
+        assert [r.status_code for r in answers[:1]] == [200]
+        limited = [r for r in answers if r.status_code == 429]
+        assert limited, [r.status_code for r in answers]
+        body = limited[0].json()
+        assert body["error"] == {
+            "code": "RATE_LIMIT_EXCEEDED",
+            "message": "Too many queries per second. Please slow down.",
+        }
+        assert (body["status"], body["results"]) == ("error", [])
+        assert select(other).status_code == 200
+        deadline = time.monotonic() + 5
+        while select(root).status_code == 429:
+            assert time.monotonic() < deadline, "the rate limit did not refill within 5 s"
+            time.sleep(0.1)

@@ -133,3 +133,30 @@ def test_type_encoding(sql, ns):
         "SmallInt",
     ]
     assert res["rows"] == [[1, 45.66999816894531, 1.5, 1672574400000000, '{"a":1}', "200.75", True, 3]]
+
+
+def test_parameter_limits(sql, ns):
+    """More than 50 parameters, or one over 512 KiB, fail the statement with KalamDB's messages."""
+    sql(f"CREATE TABLE {ns}.t (id INT PRIMARY KEY, v TEXT)")
+    err = sql(f"SELECT id FROM {ns}.t WHERE id = $1", list(range(51)), status=400)["error"]
+    assert err["code"] == "SQL_EXECUTION_ERROR"
+    assert (
+        err["message"]
+        == "Statement 1 failed: Parameter count exceeded: maximum 50 parameters allowed, got 51"
+    )
+    big = "x" * (512 * 1024 + 1)
+    err = sql(f"INSERT INTO {ns}.t (id, v) VALUES ($1, $2)", [1, big], status=400)["error"]
+    assert (
+        "Parameter size exceeded: parameter at index 1 is 524289 bytes (max 524288 bytes)" in err["message"]
+    )
+    assert sql.rows(f"SELECT COUNT(*) FROM {ns}.t") == [["0"]]
+    sql(f"INSERT INTO {ns}.t (id, v) VALUES ($1, $2)", [1, "x" * 1000])
+    assert sql.rows(f"SELECT COUNT(*) FROM {ns}.t") == [["1"]]
+
+
+def test_system_cluster_answers_the_readiness_poll(sql, token_for, server_url):
+    """SELECT is_self, is_leader FROM system.cluster gives one ready node to admins, 403 to users."""
+    assert sql.rows("SELECT is_self, is_leader FROM system.cluster") == [[True, True]]
+    from conftest import post_sql
+
+    assert post_sql(server_url, token_for("cl_user"), "SELECT * FROM system.cluster").status_code == 403

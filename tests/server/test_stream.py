@@ -38,3 +38,24 @@ def test_stream_ttl_expires_at_read_time(sql, ns):
     while sql.rows(f"SELECT id FROM {ns}.ev") and time.monotonic() < deadline:
         time.sleep(0.1)
     assert sql.rows(f"SELECT id FROM {ns}.ev") == []
+
+
+def test_stream_delete_by_id_and_predicate_hard_deletes(sql, ns, server_url, token_for):
+    """DELETE on a STREAM table removes every matching row of the caller (by its id column or any predicate)."""
+    sql(f"CREATE STREAM TABLE {ns}.ev (id TEXT PRIMARY KEY, kind TEXT) WITH (TTL_SECONDS = 60)")
+    a, b = token_for("st_del_a"), token_for("st_del_b")
+    for tok in (a, b):
+        post_sql(
+            server_url, tok, f"INSERT INTO {ns}.ev (id, kind) VALUES ('e1', 'x'), ('e2', 'x'), ('e3', 'y')"
+        )
+    r = post_sql(server_url, a, f"DELETE FROM {ns}.ev WHERE id = 'e1'").json()["results"][0]
+    assert (r["row_count"], r["message"]) == (1, "Deleted 1 row(s)")
+    r = post_sql(server_url, a, f"DELETE FROM {ns}.ev WHERE kind = 'x' OR id = 'nope'").json()["results"][0]
+    assert r["message"] == "Deleted 1 row(s)"
+    rows = post_sql(server_url, a, f"SELECT id FROM {ns}.ev WHERE _deleted = true OR _deleted = false")
+    assert rows.json()["results"][0]["rows"] == [["e3"]]
+    assert (
+        post_sql(server_url, a, f"DELETE FROM {ns}.ev WHERE id = 'e1'").json()["results"][0]["row_count"] == 0
+    )
+    other = post_sql(server_url, b, f"SELECT id FROM {ns}.ev ORDER BY id").json()["results"][0]["rows"]
+    assert other == [["e1"], ["e2"], ["e3"]]
