@@ -176,9 +176,6 @@ def test_ws_filter_drops_an_update_leaving_it(
     assert (change["change_type"], change["rows"][0]["id"]) == ("insert", "2")
 
 
-@pytest.mark.xfail(
-    reason="engine: DELETE on a STREAM table reports 'Deleted 0 row(s)' (reported to the engine)"
-)
 def test_ws_stream_delete_is_a_row_id(
     server_url: str, sql: Sql, ns: str, token_for: Callable[..., str]
 ) -> None:
