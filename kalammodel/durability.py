@@ -73,5 +73,12 @@ class RestartExtension:
             hook = getattr(ext, "after_restart", None)
             if hook is not None:
                 hook(session)
-        session.check_all()
+        try:
+            session.check_all()
+        except Divergence as div:
+            # Whatever disagrees right after a restart was acknowledged before it: a durability failure.
+            div.invariant = "durability"
+            div.message = f"after a restart ({'SIGKILL' if step.hard else 'clean stop'}): {div.message}"
+            div.args = (div.render(),)
+            raise
         return True

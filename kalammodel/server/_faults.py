@@ -27,6 +27,7 @@ FAULTS: dict[str, str] = {
     "stream_never_expires": "STREAM-table rows never expire (TTL ignored at read time)",
     "manifest_missing_file": "manifest.json lists a segment whose Parquet file is missing",
     "from_seq_replays": "a subscription with from_seq_id replays the row at from_seq_id itself",
+    "acknowledged_writes_lost": "writes are acknowledged before they are durable: a SIGKILL loses the last ones",
     "random_flaky_select": "with probability 0.5 a SELECT drops its last row (a flaky failure)",
 }
 

@@ -45,6 +45,10 @@ class Version:
     vals: dict[str, Any]
 
 
+#: With the fault ``acknowledged_writes_lost``, the hot tier commits only every this many statements.
+LAZY_COMMIT_EVERY = 25
+
+
 class HotStore:
     """The SQLite file: catalog documents and hot row versions. Not thread-safe: the engine lock guards it."""
 
@@ -62,27 +66,55 @@ class HotStore:
         )
         self._in_tx = False  # a BEGIN was sent
         self._want_tx = False  # begin() was called: the next write opens the transaction
+        self._stmt = False  # the current statement has written
+        self._pending = 0  # statements acknowledged but not committed (fault acknowledged_writes_lost)
+
+    @staticmethod
+    def _lazy() -> bool:
+        from . import _faults
+
+        return _faults.active("acknowledged_writes_lost")
 
     def begin(self) -> None:
         """Start a transaction lazily: read-only statements never touch SQLite."""
         self._want_tx = True
 
     def _write(self) -> None:
-        if self._want_tx and not self._in_tx:
-            self.db.execute("BEGIN")
-            self._in_tx = True
+        if self._want_tx and not self._stmt:
+            if not self._in_tx:
+                self.db.execute("BEGIN")
+                self._in_tx = True
+            if self._lazy():
+                self.db.execute("SAVEPOINT km_stmt")
+            self._stmt = True
 
     def commit(self) -> None:
-        if self._in_tx:
-            self.db.execute("COMMIT")  # raises with the transaction still open: the caller rolls back
-            self._in_tx = False
+        if self._stmt:
+            if self._lazy():
+                # The planted defect: the statement is acknowledged, but its transaction stays open until
+                # LAZY_COMMIT_EVERY statements have piled up; a SIGKILL loses them.
+                self.db.execute("RELEASE km_stmt")
+                self._pending += 1
+                if self._pending >= LAZY_COMMIT_EVERY:
+                    self.db.execute("COMMIT")
+                    self._in_tx = False
+                    self._pending = 0
+            else:
+                self.db.execute("COMMIT")  # raises with the transaction still open: the caller rolls back
+                self._in_tx = False
+            self._stmt = False
         self._want_tx = False
 
     def rollback(self) -> None:
         self._want_tx = False
-        if self._in_tx:
-            self._in_tx = False
-            self.db.execute("ROLLBACK")
+        if self._stmt:
+            self._stmt = False
+            if self._lazy():
+                self.db.execute("ROLLBACK TO km_stmt")
+                self.db.execute("RELEASE km_stmt")
+            else:
+                self._in_tx = False
+                self.db.execute("ROLLBACK")
 
     def put_version(self, tbl: str, owner: str, pk: str, v: Version) -> None:
         self._write()
