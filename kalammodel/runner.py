@@ -75,6 +75,7 @@ INVARIANTS = (
     "cold_files",
     "stream_ttl",
     "read_all_complete",
+    "durability",
     "availability",
     "outcome",
 )

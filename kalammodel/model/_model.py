@@ -44,7 +44,7 @@ from ._expect import (
 from ._expect import (
     compare_rows as _compare_rows,
 )
-from ._predicates import Predicate
+from ._predicates import Cmp, Predicate
 from ._types import (
     ACTOR_ROLES,
     RESERVED_COLUMNS,
@@ -432,6 +432,45 @@ class Model:
             return {}
         return {pk: v for pk, v in self._newest(scope).items() if not v.deleted}
 
+    def _pk_literal(self, table: TableState, where: Predicate | None) -> tuple[bool, Any]:
+        """``(True, key)`` when ``where`` is ``<pk> = <literal>`` and a dict lookup of ``key`` finds exactly the
+        rows the predicate matches (int literal on an integer/TIMESTAMP PK, str on a TEXT PK); else
+        ``(False, None)``. Keeps by-PK steps O(1) in the scope's size."""
+        pk = table.pk
+        if not isinstance(where, Cmp) or where.op != "=" or pk is None or where.column != pk.column.name:
+            return False, None
+        value = where.value
+        if pk.column.type is ColumnType.TEXT:
+            exact = isinstance(value, str)
+        else:
+            exact = isinstance(value, int) and not isinstance(value, bool)
+        return (True, value) if exact else (False, None)
+
+    def _newest_matching(
+        self, table: TableState, scope: Scope, where: Predicate | None
+    ) -> list[tuple[Any, Version]]:
+        """``(pk, newest version)`` pairs that may match ``where``: one lookup for ``<pk> = <literal>``, else all.
+
+        Callers still evaluate ``where`` on each row; this only narrows the rows looked at.
+        """
+        exact, key = self._pk_literal(table, where)
+        if not exact:
+            return [(pk, versions[-1]) for pk, versions in scope.versions.items() if versions]
+        versions = scope.versions.get(key)
+        return [(key, versions[-1])] if versions else []
+
+    def _live_matching(
+        self, table: TableState, scope: Scope | None, where: Predicate
+    ) -> list[tuple[Any, Version]]:
+        """Live ``(pk, newest version)`` pairs whose row satisfies ``where``, in write order of first insert."""
+        if scope is None:
+            return []
+        return [
+            (pk, v)
+            for pk, v in self._newest_matching(table, scope, where)
+            if not v.deleted and where.evaluate(self._row(table, v.values)) is True
+        ]
+
     def _write(self, table: TableState, scope: Scope, pk: Any, values: dict[int, Any], deleted: bool) -> None:
         self.write_no += 1
         scope.versions.setdefault(pk, []).append(Version(self.write_no, values, deleted))
@@ -458,7 +497,7 @@ class Model:
                     continue
                 (sure if state == "sure" else maybe).append(values)
             return sure, maybe
-        for version in self._newest(scope).values():
+        for _, version in self._newest_matching(table, scope, where):
             if version.deleted and not with_deleted:
                 continue
             values = self._row(table, version.values, version.deleted)
@@ -665,14 +704,14 @@ class Model:
         if table.kind is not TableKind.STREAM and not reasons:
             pk = table.pk
             assert pk is not None
-            live = self._live(table, scope)
             seen: set[Any] = set()
             for new in new_rows:
                 key = new[pk.column_id]
                 if key in seen:
                     reasons.append((SQL_EXECUTION_ERROR, f"primary key {key!r} twice in one statement"))
                     break
-                if key in live:
+                versions = None if scope is None else scope.versions.get(key)
+                if versions and not versions[-1].deleted:
                     reasons.append((SQL_EXECUTION_ERROR, f"primary key {key!r} already exists"))
                     break
                 seen.add(key)
@@ -727,11 +766,7 @@ class Model:
             return _error(reasons)
         scope = self._scope(table, self._owner(table, ctx))
         assert table.pk is not None and where is not None
-        matched = [
-            (pk, v)
-            for pk, v in self._live(table, scope).items()
-            if where.evaluate(self._row(table, v.values)) is True
-        ]
+        matched = self._live_matching(table, scope, where)
         new_values = {table.column(n).column_id: v for n, _, v in assignments}  # type: ignore[union-attr]
         for cid, value in new_values.items():
             state = next(s for s in table.columns if s.column_id == cid)
@@ -795,10 +830,9 @@ class Model:
             scope.stream_rows = kept
             return ExpectOk(affected=sure, affected_max=sure + maybe if maybe else None)
         count = 0
-        for pk, version in list(self._live(table, scope).items()):
-            if where.evaluate(self._row(table, version.values)) is True:
-                self._write(table, scope, pk, dict(version.values), deleted=True)
-                count += 1
+        for pk, version in self._live_matching(table, scope, where):
+            self._write(table, scope, pk, dict(version.values), deleted=True)
+            count += 1
         return ExpectOk(affected=count)
 
     # ------------------------------------------------------------------ reads
@@ -1042,6 +1076,14 @@ class Model:
         """Owners with rows in the table (``[None]`` for a SHARED table that has rows)."""
         return list(self._known(table_name).scopes)
 
+    def scope_size(self, table_name: str, owner: str | None) -> int:
+        """How many primary keys (live or tombstoned) or STREAM rows a scope holds; O(1), for sizing checks."""
+        table = self._known(table_name)
+        scope = self._scope(table, owner)
+        if scope is None:
+            return 0
+        return len(scope.stream_rows) if table.kind is TableKind.STREAM else len(scope.versions)
+
     def known_pks(self, table_name: str, owner: str | None) -> set[Any]:
         """Primary keys whose newest version is live."""
         table = self._known(table_name)
@@ -1080,6 +1122,32 @@ class Model:
         table = self._known(table_name)
         sure, maybe = self._candidates(table, self._scope(table, owner), None)
         return self._window(table, table.star_columns(), sure, maybe, [], None, None, unlimited=True)
+
+    def rows_for_keys(self, table_name: str, owner: str | None, keys: Iterable[Any]) -> ExpectRows:
+        """The rows of ``owner``'s scope whose primary key is in ``keys``, as :meth:`expect_full_read` predicts them.
+
+        For ``SELECT * FROM t WHERE <pk> IN (keys)`` (the runner's read-back of written keys); O(len(keys)), not
+        O(scope). Keys are looked up by Python equality, exact for the model's PK types (int and str values).
+        USER and SHARED tables only (STREAM rows have no reliable PK).
+        """
+        table = self._known(table_name)
+        if table.kind is TableKind.STREAM:
+            raise UsageError(
+                f"rows_for_keys: {table_name!r} is a STREAM table; read it with expect_full_read"
+            )
+        if table.pk is None:
+            raise UsageError(f"rows_for_keys: table {table_name!r} has no primary key")
+        scope = self._scope(table, owner)
+        sure: list[dict[str, Any]] = []
+        seen: set[Any] = set()
+        for key in keys:
+            if key in seen:
+                continue
+            seen.add(key)
+            versions = None if scope is None else scope.versions.get(key)
+            if versions and not versions[-1].deleted:
+                sure.append(self._row(table, versions[-1].values))
+        return self._window(table, table.star_columns(), sure, [], [], None, None, unlimited=True)
 
     def known_versions(self, table_name: str, owner: str | None, pk: Any) -> list[dict[str, Any]]:
         """Every version the model knows for ``pk``, oldest first: current user columns plus ``_deleted``."""
