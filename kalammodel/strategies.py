@@ -8,6 +8,7 @@ re-inserted keys.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -66,6 +67,12 @@ def weighted(weights: Sequence[tuple[str, float]]) -> st.SearchStrategy[str]:
 
 
 def values(col_type: ColumnType, *, pk: bool = False) -> st.SearchStrategy[Any]:
+    """Non-NULL values of ``col_type`` that survive the wire exactly (cached: strategies are immutable)."""
+    return _values(ColumnType(col_type), pk)
+
+
+@functools.lru_cache(maxsize=64)
+def _values(col_type: ColumnType, pk: bool) -> st.SearchStrategy[Any]:
     """Non-NULL values of ``col_type`` that survive the wire exactly."""
     t = ColumnType(col_type)
     if pk:
@@ -224,6 +231,15 @@ def _le(a: Any, b: Any) -> bool:
 
 
 def predicates(columns: Sequence[Column], max_depth: int = 2) -> st.SearchStrategy[Predicate]:
+    """WHERE trees over ``columns``: comparisons, IN, BETWEEN, LIKE, IS [NOT] NULL, AND/OR/NOT.
+
+    Cached per column tuple: building the recursive strategy costs ~10 ms, drawing from it far less.
+    """
+    return _predicates(tuple(columns), max_depth)
+
+
+@functools.lru_cache(maxsize=256)
+def _predicates(columns: tuple[Column, ...], max_depth: int) -> st.SearchStrategy[Predicate]:
     """WHERE trees over ``columns``: comparisons, IN, BETWEEN, LIKE, IS [NOT] NULL, AND/OR/NOT."""
     leaf = _leaf(columns)
     return st.recursive(

@@ -1048,6 +1048,9 @@ class Model:
                     version.flushed = True
                 if newest.deleted:
                     any_tombstone = True
+                    # The key is dead: an older cold version must not be expected as its newest cold row
+                    # (the server may keep the tombstone in cold storage or drop it; either way reads hide it).
+                    scope.cold.pop(pk, None)
                 else:
                     scope.cold[pk] = {name: newest.values.get(cid) for cid, name in names.items()}
             if late or schema_moved:

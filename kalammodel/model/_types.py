@@ -68,7 +68,9 @@ RESERVED_COLUMNS = frozenset(
 
 _EPOCH = _dt.datetime(1970, 1, 1)
 TIMESTAMP_MIN = -2208988800_000000  # 1900-01-01 00:00:00
-TIMESTAMP_MAX = 32503680000_000000 - 1  # 2999-12-31 23:59:59.999999
+# DataFusion (KalamDB's engine) parses timestamp literals through nanoseconds since the epoch, which overflow
+# after 2262-04-11: literals beyond that fail to compare. The model stays inside that range.
+TIMESTAMP_MAX = 9183110400_000000 - 1  # 2260-12-31 23:59:59.999999
 
 
 class ColumnType(str, enum.Enum):
@@ -305,7 +307,7 @@ def _columns(value: Any) -> tuple[Column, ...]:
 def _opt_access_level(value: Any) -> AccessLevel | None:
     if value is None or isinstance(value, AccessLevel):
         return value
-    return AccessLevel(str(value).upper())
+    return value if isinstance(value, AccessLevel) else AccessLevel(str(value).upper())
 
 
 _opt_int = attrs.validators.optional(attrs.validators.instance_of(int))
@@ -320,7 +322,7 @@ class TableSpec:
     """
 
     name: str = attrs.field(validator=attrs.validators.instance_of(str))
-    kind: TableKind = attrs.field(converter=lambda v: TableKind(str(v).upper()))
+    kind: TableKind = attrs.field(converter=lambda v: v if isinstance(v, TableKind) else TableKind(str(v).upper()))
     columns: tuple[Column, ...] = attrs.field(converter=_columns)
     ttl_seconds: int | None = attrs.field(default=None, validator=_opt_int)
     access_level: AccessLevel | None = attrs.field(default=None, converter=_opt_access_level)

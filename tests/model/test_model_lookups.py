@@ -143,3 +143,21 @@ def test_compare_rows_still_checks_sort_order_and_bigint_strings():
     assert compare_rows(expected, ["id", "name"], [("1", "a"), ("2", "b")]) is None
     problem = compare_rows(expected, ["id", "name"], [(2, "b"), (1, "a")])
     assert problem is not None and "not sorted by id" in problem
+
+
+def test_a_flushed_tombstone_removes_the_key_from_the_expected_cold_rows() -> None:
+    """After delete + flush, the deleted key's older cold version is no longer expected as newest cold."""
+    from kalammodel.model import Cmp, Column, ColumnType, Model, TableSpec
+
+    m = Model()
+    cols = (Column("id", ColumnType.TEXT, nullable=False, primary_key=True), Column("v", ColumnType.BIGINT))
+    m.create_table("dba", TableSpec(name="t", kind="SHARED", columns=cols))
+    m.insert("dba", "t", ["id", "v"], [ColumnType.TEXT, ColumnType.BIGINT], [("zz", 15), ("a", 1)])
+    m.flush("dba", "t")
+    m.flush_completed("t")
+    assert set(m.expected_cold_rows("t", None)) == {"zz", "a"}
+    m.update("dba", "t", [("v", ColumnType.BIGINT, 1)], Cmp("id", ColumnType.TEXT, "=", "zz"))
+    m.delete("dba", "t", Cmp("id", ColumnType.TEXT, "=", "zz"))
+    m.flush("dba", "t")
+    m.flush_completed("t")
+    assert set(m.expected_cold_rows("t", None)) == {"a"}

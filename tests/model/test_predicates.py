@@ -28,6 +28,7 @@ from kalammodel.model import (
     pred_to_data,
     render_timestamp,
 )
+from kalammodel.model._types import TIMESTAMP_MAX, TIMESTAMP_MIN
 
 COLUMNS = {
     "c_big": ColumnType.BIGINT,
@@ -71,7 +72,7 @@ def values(col_type: ColumnType) -> st.SearchStrategy:
     if col_type is ColumnType.TIMESTAMP:
         return st.one_of(
             st.sampled_from([0, 1, 1_700_000_000_000_000, -1_000_000]),
-            st.integers(-2208988800_000000, 32503680000_000000 - 1),
+            st.integers(TIMESTAMP_MIN, TIMESTAMP_MAX),
         )
     return st.sampled_from(['{"a":1}', "[]", "null", '"x"'])
 
