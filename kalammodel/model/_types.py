@@ -15,7 +15,8 @@ Values are held in the *decoded* Python form the wire client produces (ARCHITECT
 
 TIMESTAMP literals are strings: KalamDB (like DataFusion) coerces a string literal to the column's timestamp
 type, the wire returns µs integers (PROTOCOL §2.4). The fixed six-digit fraction keeps every value exact.
-Generated values stay within years 1900..2999 so that every engine renders and parses them the same way.
+Generated values stay within years 1900..2260 so that every engine renders and parses them the same way
+(DataFusion overflows past 2262-04-11).
 
 DOUBLE values are exact binary floats; ``repr`` is the shortest text that parses back to the same float, and
 the server prints doubles the same way (shortest round trip), so DOUBLE cells are compared exactly
