@@ -245,25 +245,25 @@ def create_app(
         )
         return JSONResponse(body, status_code=st)
 
-    def sql_body(status: int, code: str, message: str, start: float | None) -> tuple[int, dict[str, Any]]:
-        """An error envelope (§2.5); ``start`` None = rejected before the handler ran (``took`` 0.0)."""
+    def sql_body(status: int, code: str, message: str, start: float) -> tuple[int, dict[str, Any]]:
+        """An error envelope (§2.5); ``took`` is measured also for auth failures, as KalamDB does."""
         return status, {
             "status": "error",
             "error": {"code": code, "message": message},
             "results": [],
-            "took": 0.0 if start is None else _took(start),
+            "took": _took(start),
         }
 
     async def run_sql(authorization: str | None, body: bytes, start: float) -> tuple[int, dict[str, Any]]:
         """One ``/v1/api/sql`` request (§2): (HTTP status, JSON body)."""
         if not authorization:
-            return sql_body(401, "MISSING_AUTHORIZATION", "Authentication required", None)
+            return sql_body(401, "MISSING_AUTHORIZATION", "Authentication required", start)
         if not authorization.lower().startswith("bearer "):
-            return sql_body(401, "INVALID_CREDENTIALS", "Invalid credentials", None)
+            return sql_body(401, "INVALID_CREDENTIALS", "Invalid credentials", start)
         try:
             p = engine.verify_token(authorization[7:].strip())
         except TokenError as e:
-            return sql_body(401, e.code, e.message, None)
+            return sql_body(401, e.code, e.message, start)
         if not limiter.allow(p.user_id):
             return sql_body(
                 429, "RATE_LIMIT_EXCEEDED", "Too many queries per second. Please slow down.", start

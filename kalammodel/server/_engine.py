@@ -431,8 +431,15 @@ class Engine:
     def _check_shared(self, table: Table, ctx: Ctx, write: bool) -> None:
         if table.kind != "SHARED":
             return
-        if ctx.impersonated:
-            raise SqlFailure("EXECUTE AS USER is not allowed on SHARED tables")
+        if ctx.impersonated and write:
+            # api:http/sql/execution_paths.rs checks this before the statement runs: no "Statement N failed:"
+            # prefix, no details, redacted for non-admins; an impersonated SELECT runs with role user instead.
+            raise SqlFailure(
+                f"EXECUTE AS USER is not allowed on SHARED tables (table '{table.namespace}:{table.name}'). "
+                "AS USER impersonation is only supported for USER and STREAM tables.",
+                preserve=False,
+                bare=True,
+            )
         level = (table.access_level or "private").lower()
         role = ctx.role
         if level == "public":
@@ -445,8 +452,8 @@ class Engine:
                 ok = True
         if not ok:
             raise denied(
-                f"Access denied: Role '{role.capitalize()}' cannot "
-                f"{'write' if write else 'access'} table '{table.key}' (ACCESS_LEVEL {level.upper()})"
+                f"Access denied: Role '{role.capitalize()}' cannot access table '{table.key}'. "
+                f"Shared table access denied (access_level={level.capitalize()})"
             )
 
     def _owner_for(self, table: Table, ctx: Ctx) -> str:
@@ -706,7 +713,7 @@ class Engine:
                     if is_admin or f.code == "INVALID_INPUT"
                     else "SQL statement is invalid or not allowed"
                 )
-                return f.status, self._err(f.code, msg, t, is_admin)
+                return f.status, self._err(f.code, msg, None, is_admin)  # KalamDB sends no details here
             stmts.append(st)
         ns = (namespace or "default").lower()
         results: list[dict[str, Any]] = []
@@ -756,10 +763,10 @@ class Engine:
                         self._commit()
                 except SqlFailure as f:
                     self._rollback()
-                    msg = f"Statement {i} failed: {f.message}"
+                    msg = f.message if f.bare else f"Statement {i} failed: {f.message}"
                     if not is_admin and not f.preserve:
-                        msg = "SQL statement failed"
-                    return f.status, self._err(f.code, msg, st.text, is_admin)
+                        msg = REDACTED.get(f.code, "SQL statement failed")
+                    return f.status, self._err(f.code, msg, None if f.bare else st.text, is_admin)
                 except Exception as e:  # an engine bug must still answer with an envelope
                     self._rollback()
                     msg = (
@@ -826,7 +833,8 @@ class Engine:
                 preserve=False,
             )
         for i, v in enumerate(params):
-            size = len(v.encode()) if isinstance(v, str) else 8
+            # kalamdb-commons estimate_scalar_value_size: a string costs 24 bytes + its length, NULL 1, scalars 8
+            size = 24 + len(v.encode()) if isinstance(v, str) else 1 if v is None else 8
             if size > MAX_PARAM_SIZE_BYTES:
                 raise SqlFailure(
                     f"Parameter size exceeded: parameter at index {i} is {size} bytes "
@@ -1100,30 +1108,28 @@ class Engine:
         elif name == "tables":
             recs = [
                 {
-                    "table_id": t.key,
                     "namespace_id": t.namespace,
                     "table_name": t.name,
                     "table_type": t.kind.lower(),
-                    "storage_id": t.storage_id,
-                    "access_level": t.access_level,
-                    "schema_version": t.schema_version,
-                    "ttl_seconds": t.ttl_seconds,
-                    "flush_policy": t.flush_policy,
+                    "storage_id": None if t.kind == "STREAM" else t.storage_id,
+                    "version": t.schema_version,
+                    "options": json.dumps(_table_options(t), separators=(",", ":")),
+                    "comment": None,
+                    "updated_at": t.created_at * 1000,
                     "created_at": t.created_at * 1000,
                 }
                 for t in self.tables.values()
             ]
             schema = pa.schema(
                 [
-                    ("table_id", pa.string()),
                     ("namespace_id", pa.string()),
                     ("table_name", pa.string()),
                     ("table_type", pa.string()),
                     ("storage_id", pa.string()),
-                    ("access_level", pa.string()),
-                    ("schema_version", pa.int32()),
-                    ("ttl_seconds", pa.int64()),
-                    ("flush_policy", pa.string()),
+                    ("version", pa.int64()),
+                    ("options", pa.string()),
+                    ("comment", pa.string()),
+                    ("updated_at", ts),
                     ("created_at", ts),
                 ]
             )
@@ -1388,11 +1394,14 @@ class Engine:
 
     def _do_update(self, ctx: Ctx, tree: exp.Update, in_tx: bool) -> dict[str, Any]:
         table = self._write_table(ctx, tree.this, in_tx)
+        planning = (
+            f"Execution error: UPDATE operation on table '{table.key}'\ncaused by\nError during planning: "
+        )
         if table.kind == "STREAM":
-            raise SqlFailure("UPDATE not supported for STREAM tables")
+            raise SqlFailure(planning + "UPDATE not supported for STREAM tables", preserve=False)
         where = tree.args.get("where")
         if where is None:
-            raise SqlFailure("UPDATE requires a WHERE clause")
+            raise SqlFailure(planning + "UPDATE requires a WHERE clause", preserve=False)
         sets: list[tuple[Column, exp.Expression]] = []
         for a in tree.expressions:
             name = a.this.name.lower()
@@ -1403,7 +1412,10 @@ class Engine:
                 raise SqlFailure(f"Cannot update system column '{name}'")
             if c.pk:
                 raise SqlFailure(f"UPDATE cannot modify primary key column '{name}'")
-            sets.append((c, a.expression))
+            if not (isinstance(a.expression, exp.Column) and a.expression.name.lower() == name):
+                sets.append((c, a.expression))  # DataFusion plans `SET c = c` as no assignment at all
+        if not sets:
+            raise SqlFailure(planning + "UPDATE requires at least one assignment", preserve=False)
         owner = self._owner_for(table, ctx)
         sc = self._scope(table.key, owner)
         n = 0
@@ -1443,7 +1455,11 @@ class Engine:
         table = self._write_table(ctx, tree.this, in_tx)
         where = tree.args.get("where")
         if where is None:
-            raise SqlFailure("DELETE requires a WHERE clause")
+            raise SqlFailure(
+                f"Execution error: DELETE operation on table '{table.key}'\ncaused by\n"
+                "Error during planning: DELETE requires a WHERE clause",
+                preserve=False,
+            )
         owner = self._owner_for(table, ctx)
         n = 0
         for old, _ in self._matches(ctx, table, owner, where.this, []):
@@ -1584,16 +1600,21 @@ class Engine:
         }
         for k in opts:
             if k not in known:
-                raise SqlFailure(f"Unknown table option '{k}'. Valid options: {', '.join(sorted(known))}")
+                raise _bad_create(f"Unknown table option '{k}'")
         kind = (prefix or "").upper() or None
         if "TYPE" in opts:
             tkind = opts["TYPE"].upper()
             if tkind not in KIND_WORD:
-                raise SqlFailure(f"Invalid table TYPE '{opts['TYPE']}': use USER, SHARED or STREAM")
+                raise _bad_create(f"Invalid table TYPE '{opts['TYPE']}': use USER, SHARED or STREAM")
             if kind and kind != tkind:
-                raise SqlFailure(f"Table type conflict: CREATE {kind} TABLE with TYPE='{tkind}'")
+                raise _bad_create(
+                    f"Conflicting table type definitions: CREATE {KIND_WORD[kind]} TABLE vs TYPE option "
+                    f"{KIND_WORD[tkind]}"
+                )
             kind = tkind
         kind = kind or "SHARED"
+        if kind == "STREAM" and "TTL_SECONDS" not in opts:
+            raise _bad_create("STREAM tables must specify 'TTL_SECONDS'")
         if ctx.role == "user" and kind == "SHARED":
             raise denied(
                 "Insufficient privileges to create SHARED tables: requires service, dba or system role"
@@ -1604,8 +1625,8 @@ class Engine:
         if not _ident_ok(name):
             raise SqlFailure(f"Invalid table name '{name}'")
         if key in self.tables:
-            if if_not:
-                return {"row_count": 0, "message": f"Table {key} already exists (IF NOT EXISTS)"}
+            if if_not:  # KalamDB re-registers the existing definition and reports it as created
+                return {"row_count": 0, "message": _created_message(kind, key)}
             raise SqlFailure(f"Already exists: Table {key} already exists")
         columns: list[Column] = []
         pkcount = 0
@@ -1620,11 +1641,11 @@ class Engine:
         if pkcount > 1:
             raise SqlFailure("Only a single-column PRIMARY KEY is supported")
         if pkcount == 0 and kind != "STREAM":
-            raise SqlFailure(f"{KIND_WORD[kind]} tables require a PRIMARY KEY column")
+            raise SqlFailure(f"Invalid operation: {KIND_WORD[kind]} tables require a PRIMARY KEY column")
         ttl = None
         if "TTL_SECONDS" in opts:
             if kind != "STREAM":
-                raise SqlFailure("TTL_SECONDS is only valid for STREAM tables")
+                raise _bad_create("TTL_SECONDS is only valid for STREAM tables")
             try:
                 ttl = int(opts["TTL_SECONDS"])
                 assert ttl > 0
@@ -1632,8 +1653,6 @@ class Engine:
                 raise SqlFailure(
                     f"Invalid TTL_SECONDS '{opts['TTL_SECONDS']}': use a positive integer"
                 ) from None
-        elif kind == "STREAM":
-            raise SqlFailure("STREAM tables require TTL_SECONDS (e.g. WITH (TTL_SECONDS = 30))")
         access = None
         if "ACCESS_LEVEL" in opts:
             if kind != "SHARED":
@@ -1679,7 +1698,7 @@ class Engine:
         )
         self.tables[key] = table
         self.store.put_doc("table", key, table.to_doc())
-        return {"row_count": 0, "message": f"{KIND_WORD[kind]} table {key} created successfully"}
+        return {"row_count": 0, "message": _created_message(kind, key)}
 
     def _drop_table(self, table: Table) -> None:
         for k in [k for k in self.scopes if k[0] == table.key]:
@@ -1745,15 +1764,17 @@ class Engine:
         ns, name, if_exists, cname = m
         table = self._alter_target(ctx, ns, name)
         c = table.col(cname)
+        if c is not None and c.system:  # checked first, as in handlers ddl/table/alter.rs
+            raise SqlFailure(
+                f"Invalid operation: Cannot drop column '{c.name}': system column cannot be modified"
+            )
         if c is None:
             if if_exists:
                 return {
                     "row_count": 0,
                     "message": f"Table {table.key} unchanged: column '{cname}' does not exist",
                 }
-            raise SqlFailure(f"Column '{cname.lower()}' not found in table {table.key}")
-        if c.system:
-            raise SqlFailure(f"Cannot drop system column '{c.name}'")
+            raise SqlFailure(f"Invalid operation: Column '{cname.lower()}' does not exist")
         if c.pk:
             raise SqlFailure(f"Cannot drop primary key column '{c.name}'")
         table.columns.remove(c)
@@ -1873,7 +1894,7 @@ class Engine:
             raise SqlFailure("Storage 'local' cannot be dropped")
         users = [t.key for t in self.tables.values() if t.storage_id == sid]
         if users:
-            raise SqlFailure(f"Storage '{sid}' is in use by table(s): {', '.join(users)}")
+            raise SqlFailure(f"Cannot drop storage '{sid}': {len(users)} table(s) still using it")
         del self.storages[sid]
         self.store.del_doc("storage", sid)
         return {"row_count": 0, "message": f"Storage '{sid}' dropped successfully"}
@@ -2219,6 +2240,55 @@ class Engine:
             if table is None:
                 return []
             return [self.row_dict(table, v) for v in self._visible(table, plan.owner or "")]
+
+
+def _table_options(t: Table) -> dict[str, Any]:
+    """system.tables ``options`` as KalamDB serialises its TableOptions (keys in its order)."""
+    if t.kind == "STREAM":
+        return {
+            "table_type": "STREAM",
+            "ttl_seconds": t.ttl_seconds,
+            "eviction_strategy": "time_based",
+            "max_stream_size_bytes": 0,
+            "compression": "snappy",
+        }
+    policy: dict[str, Any] | None = None
+    if t.flush_policy:
+        parts = dict(p.split(":", 1) for p in t.flush_policy.replace(" ", "").lower().split(","))
+        rows, interval = parts.get("rows"), parts.get("interval")
+        if rows and interval:
+            policy = {"type": "combined", "row_limit": int(rows), "interval_seconds": int(interval)}
+        elif rows:
+            policy = {"type": "row_limit", "row_limit": int(rows)}
+        elif interval:
+            policy = {"type": "interval", "interval_seconds": int(interval)}
+    out: dict[str, Any] = {"table_type": t.kind, "storage_id": t.storage_id}
+    if t.kind == "SHARED":
+        out["access_level"] = (t.access_level or "private").capitalize()
+    else:
+        out["use_user_storage"] = t.use_user_storage
+    out["flush_policy"] = policy
+    out["compression"] = "snappy"
+    return out
+
+
+def _bad_create(reason: str) -> SqlFailure:
+    """A CREATE TABLE rejected by KalamDB's parser: INVALID_SQL, no statement prefix, no details."""
+    return SqlFailure(f"Invalid CREATE TABLE statement: {reason}", "INVALID_SQL", preserve=False, bare=True)
+
+
+def _created_message(kind: str, key: str) -> str:
+    """CREATE TABLE's answer (handlers ddl/table/create.rs wraps the applier's message), also for IF NOT EXISTS."""
+    return f"CREATE TABLE via Raft consensus: {kind.lower()} table {key} created successfully"
+
+
+# Texts a user/service sees instead of a redacted message, per code (api sql_response.rs public_message).
+REDACTED = {
+    "SQL_EXECUTION_ERROR": "SQL statement failed",
+    "INVALID_SQL": "SQL statement is invalid or not allowed",
+    "BATCH_PARSE_ERROR": "Failed to parse SQL batch",
+    "INTERNAL_ERROR": "SQL request failed",
+}
 
 
 def _num(s: str) -> int | float:

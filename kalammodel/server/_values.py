@@ -30,15 +30,22 @@ __all__ = [
 
 class SqlFailure(Exception):
     """A statement failed: HTTP ``status``, error ``code`` (§2.5), ``message``; ``preserve`` keeps the text for
-    non-admin callers (otherwise they see the generic redacted message)."""
+    non-admin callers (otherwise they see the generic redacted message); ``bare`` = rejected before the statement
+    ran: no "Statement N failed:" prefix and no ``details``."""
 
     def __init__(
-        self, message: str, code: str = "SQL_EXECUTION_ERROR", status: int = 400, preserve: bool = True
+        self,
+        message: str,
+        code: str = "SQL_EXECUTION_ERROR",
+        status: int = 400,
+        preserve: bool = True,
+        bare: bool = False,
     ):
         self.message = message
         self.code = code
         self.status = status
         self.preserve = preserve
+        self.bare = bare
         super().__init__(message)
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from conftest import ROOT_PASSWORD, Sql, login
 
 
+@pytest.mark.embedded_only(reason="kills and restarts a spawned server process")
 def test_kill9_keeps_acknowledged_writes(spawn_server, tmp_path):
     """Rows, updates, deletes, users and flushed data are all there after kill -9 and restart."""
     data = tmp_path / "durable"

@@ -8,6 +8,8 @@ from kalammodel.server import ChangeEvent, LiveError, Principal
 from kalammodel.server._auth import TokenError, issue_token
 from kalammodel.server._engine import Engine
 
+pytestmark = pytest.mark.embedded_only(reason="calls the embedded engine in-process")
+
 
 @pytest.fixture
 def engine(tmp_path):

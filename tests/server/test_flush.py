@@ -6,10 +6,12 @@ import json
 import time
 
 import pyarrow.parquet as pq
-from conftest import post_sql
+import pytest
+from conftest import post_sql, remote_xfail
 
 
-def test_flush_writes_parquet_and_manifest(server, sql, ns, token_for):
+@pytest.mark.needs_data_dir
+def test_flush_writes_parquet_and_manifest(server, data_dir, sql, ns, token_for):
     """A USER-table flush writes batch-0.parquet and manifest.json under storage/<ns>/<t>/<user>/."""
     sql(f"CREATE USER TABLE {ns}.notes (id BIGINT PRIMARY KEY, body TEXT)")
     tok = token_for("fl_alice")
@@ -17,7 +19,7 @@ def test_flush_writes_parquet_and_manifest(server, sql, ns, token_for):
     post_sql(server.url, tok, f"UPDATE {ns}.notes SET body = 'bb' WHERE id = 2")
     job = sql.flush(f"{ns}.notes")
     assert job["job_id"].startswith("FL-") and len(job["job_id"]) == 15
-    d = server.data_dir / "storage" / ns / "notes" / "fl_alice"
+    d = data_dir / "storage" / ns / "notes" / "fl_alice"
     t = pq.read_table(d / "batch-0.parquet")
     assert t.column_names == ["id", "body", "_seq", "_deleted"]
     assert sorted(zip(t.column("id").to_pylist(), t.column("body").to_pylist())) == [
@@ -34,21 +36,22 @@ def test_flush_writes_parquet_and_manifest(server, sql, ns, token_for):
     assert rows == [["1", "a"], ["2", "bb"], ["3", "c"]]
 
 
-def test_flush_empty_is_skipped_and_shared_path(server, sql, ns):
+@pytest.mark.needs_data_dir
+def test_flush_empty_is_skipped_and_shared_path(data_dir, sql, ns):
     """Flushing a table without pending writes is skipped with no job; SHARED files live in storage/<ns>/<t>/."""
     sql(f"CREATE TABLE {ns}.cfg (id INT PRIMARY KEY, v TEXT)")
     msg = sql(f"STORAGE FLUSH TABLE {ns}.cfg")["results"][0]["message"]
     assert msg == f"Storage flush skipped: no pending writes for table '{ns}.cfg'"
     sql(f"INSERT INTO {ns}.cfg (id, v) VALUES (1, 'x')")
     sql.flush(f"{ns}.cfg")
-    assert (server.data_dir / "storage" / ns / "cfg" / "batch-0.parquet").exists()
-    m = json.loads((server.data_dir / "storage" / ns / "cfg" / "manifest.json").read_text())
+    assert (data_dir / "storage" / ns / "cfg" / "batch-0.parquet").exists()
+    m = json.loads((data_dir / "storage" / ns / "cfg" / "manifest.json").read_text())
     assert m["user_id"] is None
     assert sql(f"STORAGE FLUSH TABLE {ns}.cfg")["results"][0]["message"].startswith("Storage flush skipped")
 
 
 def test_cold_rows_keep_pk_uniqueness_and_updates(sql, ns):
-    """After a flush, duplicate inserts still fail, updates and deletes of cold rows work."""
+    """After a flush, duplicate inserts still fail, updates and deletes of cold rows work; updates survive a flush."""
     sql(f"CREATE TABLE {ns}.t (id INT PRIMARY KEY, v TEXT)")
     sql(f"INSERT INTO {ns}.t (id, v) VALUES (1, 'a'), (2, 'b'), (3, 'c')")
     sql.flush(f"{ns}.t")
@@ -59,24 +62,47 @@ def test_cold_rows_keep_pk_uniqueness_and_updates(sql, ns):
     sql(f"UPDATE {ns}.t SET v = 'B' WHERE id = 2")
     sql(f"DELETE FROM {ns}.t WHERE id = 3")
     assert sql.rows(f"SELECT id, v FROM {ns}.t") == [[1, "a"], [2, "B"]]
+    assert sql.rows(f"SELECT id, v, _deleted FROM {ns}.t WHERE _deleted = true") == [[3, "c", True]]
+    sql(f"UPDATE {ns}.t SET v = 'A' WHERE id = 1")
+    sql(f"DELETE FROM {ns}.t WHERE id = 3")  # already deleted: nothing to do
+
+
+@remote_xfail(
+    "KalamDB bug: flush drops tombstones and deletes them from hot storage, so a row deleted after an earlier "
+    "flush reappears from the old Parquet file once a flush writes any other row"
+)
+def test_delete_after_flush_then_flush_stays_deleted(sql, ns):
+    """A row deleted after it was flushed stays deleted after the next flush (no resurrection)."""
+    sql(f"CREATE TABLE {ns}.t (id INT PRIMARY KEY, v TEXT)")
+    sql(f"INSERT INTO {ns}.t (id, v) VALUES (1, 'a'), (2, 'b'), (3, 'c')")
     sql.flush(f"{ns}.t")
-    assert sql.rows(f"SELECT id, v FROM {ns}.t") == [[1, "a"], [2, "B"]]
+    sql(f"DELETE FROM {ns}.t WHERE id = 1")
+    sql(f"UPDATE {ns}.t SET v = 'B' WHERE id = 2")
+    assert sql.rows(f"SELECT id, v FROM {ns}.t") == [[2, "B"], [3, "c"]]
+    sql.flush(f"{ns}.t")
+    assert sql.rows(f"SELECT id, v FROM {ns}.t") == [[2, "B"], [3, "c"]]
     assert sql.rows(f"SELECT COUNT(*) FROM {ns}.t") == [["2"]]
 
 
-def test_delete_after_flush_then_flush_stays_deleted(sql, ns):
-    """A row deleted after it was flushed stays deleted after the next flush (no resurrection)."""
+@remote_xfail(
+    "KalamDB bug: the INSERT primary-key check skips a hot tombstone and then finds the flushed version, "
+    "so a PK deleted after a flush can never be inserted again"
+)
+def test_reinsert_pk_deleted_after_flush(sql, ns):
+    """A PK whose flushed row was deleted can be inserted again, before and after the next flush."""
     sql(f"CREATE TABLE {ns}.t (id INT PRIMARY KEY, v TEXT)")
     sql(f"INSERT INTO {ns}.t (id, v) VALUES (1, 'a'), (2, 'b')")
     sql.flush(f"{ns}.t")
     sql(f"DELETE FROM {ns}.t WHERE id = 1")
-    assert sql.rows(f"SELECT id FROM {ns}.t WHERE _deleted = true") == [[1]]
-    sql.flush(f"{ns}.t")
-    assert sql.rows(f"SELECT id FROM {ns}.t") == [[2]]
     sql(f"INSERT INTO {ns}.t (id, v) VALUES (1, 'new')")
     assert sql.rows(f"SELECT id, v FROM {ns}.t") == [[1, "new"], [2, "b"]]
+    sql(f"DELETE FROM {ns}.t WHERE id = 2")
+    sql.flush(f"{ns}.t")
+    sql(f"INSERT INTO {ns}.t (id, v) VALUES (2, 'again')")
+    assert sql.rows(f"SELECT id, v FROM {ns}.t") == [[1, "new"], [2, "again"]]
 
 
+@pytest.mark.embedded_only(reason="slows the flush down with --flush-delay-ms")
 def test_writes_and_reads_during_running_flush(spawn_server):
     """With a slow flush, the job is visible as pending, writes succeed and reads stay complete."""
     from conftest import ROOT_PASSWORD, Sql, login
@@ -113,7 +139,8 @@ def test_flush_all_and_stream_not_flushable(sql, ns):
     sql(f"STORAGE FLUSH TABLE {ns}.ev", status=400)
 
 
-def test_custom_storage_routing(sql, ns, tmp_path, token_for, server):
+@pytest.mark.needs_data_dir
+def test_custom_storage_routing(sql, ns, tmp_path, token_for, server, data_dir):
     """A table with STORAGE_ID writes its cold files under that storage's templates only."""
     base = tmp_path / "arch"
     sql(
@@ -124,8 +151,10 @@ def test_custom_storage_routing(sql, ns, tmp_path, token_for, server):
     post_sql(server.url, token_for("st_user"), f"INSERT INTO {ns}.u (id) VALUES (1)")
     sql.flush(f"{ns}.u")
     assert (base / "users" / ns / "u" / "st_user" / "batch-0.parquet").exists()
-    assert not (server.data_dir / "storage" / ns / "u").exists()
-    assert "in use" in sql(f"DROP STORAGE arch_{ns}", status=400)["error"]["message"]
+    assert not (data_dir / "storage" / ns / "u").exists()
+    assert sql(f"DROP STORAGE arch_{ns}", status=400)["error"]["message"].endswith(
+        f"Cannot drop storage 'arch_{ns}': 1 table(s) still using it"
+    )
     sql(
         f"CREATE STORAGE bad_{ns} TYPE filesystem PATH '/tmp/x' USER_TABLES_TEMPLATE 'u/{{namespace}}'",
         status=400,
@@ -143,6 +172,7 @@ def test_jobs_hidden_from_service(server_url, token_for, sql, ns):
     assert sql.wait_job(r.json()["results"][0]["message"])["status"] == "completed"
 
 
+@pytest.mark.embedded_only(reason="sets the flush check interval with a CLI flag")
 def test_flush_policy_flushes_automatically(spawn_server):
     """With --flush-check-interval-seconds, a FLUSH_POLICY rows:N table gets a flush job at N hot rows, not before."""
     from conftest import ROOT_PASSWORD, Sql, login

@@ -17,6 +17,7 @@ from kalammodel.server._engine import Engine
 from kalammodel.server._sql import _SHAPES, _same, _shape, parse_sql
 
 ROOT = Principal("root", "system")
+pytestmark = pytest.mark.embedded_only(reason="tests the embedded engine's internals in-process")
 
 
 @pytest.fixture

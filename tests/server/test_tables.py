@@ -3,32 +3,44 @@
 from __future__ import annotations
 
 import pytest
+from conftest import created
 
 
 def test_default_kind_is_shared_and_pk_required(sql, ns):
     """No prefix means SHARED; USER and SHARED tables need a PK; STREAM needs TTL."""
-    assert sql(f"CREATE TABLE {ns}.a (id INT PRIMARY KEY)")["results"][0]["message"].startswith(
-        "Shared table"
+    assert sql(f"CREATE TABLE {ns}.a (id INT PRIMARY KEY)")["results"][0]["message"] == created(
+        "shared", f"{ns}.a"
     )
     msg = sql(f"CREATE USER TABLE {ns}.b (id INT)", status=400)["error"]["message"]
     assert "require a PRIMARY KEY" in msg
-    assert sql(f"CREATE STREAM TABLE {ns}.c (id INT)", status=400)["error"]["code"] == "SQL_EXECUTION_ERROR"
-    assert sql(f"CREATE TABLE {ns}.d (id INT PRIMARY KEY) WITH (TYPE='USER')")["results"][0][
-        "message"
-    ].startswith("User table")
-    sql(f"CREATE SHARED TABLE {ns}.e (id INT PRIMARY KEY) WITH (TYPE='USER')", status=400)
-    sql(f"CREATE TABLE {ns}.f (id INT PRIMARY KEY) WITH (BOGUS=1)", status=400)
+    assert sql(f"CREATE STREAM TABLE {ns}.c (id INT)", status=400)["error"] == {
+        "code": "INVALID_SQL",
+        "message": "Invalid CREATE TABLE statement: STREAM tables must specify 'TTL_SECONDS'",
+    }
+    msg = sql(f"CREATE TABLE {ns}.d (id INT PRIMARY KEY) WITH (TYPE='USER')")["results"][0]["message"]
+    assert msg == created("user", f"{ns}.d")
+    err = sql(f"CREATE SHARED TABLE {ns}.e (id INT PRIMARY KEY) WITH (TYPE='USER')", status=400)["error"]
+    assert err["message"] == (
+        "Invalid CREATE TABLE statement: Conflicting table type definitions: CREATE Shared TABLE vs TYPE option User"
+    )
+    err = sql(f"CREATE TABLE {ns}.f (id INT PRIMARY KEY) WITH (BOGUS=1)", status=400)["error"]
+    assert err == {
+        "code": "INVALID_SQL",
+        "message": "Invalid CREATE TABLE statement: Unknown table option 'BOGUS'",
+    }
 
 
 def test_duplicate_table_and_missing_namespace(sql, ns):
-    """A duplicate is 'Already exists' unless IF NOT EXISTS; a missing namespace names the fix."""
+    """A duplicate is 'Already exists'; IF NOT EXISTS keeps the table and answers 'created'; a missing namespace names the fix."""
     sql(f"CREATE TABLE {ns}.t (id INT PRIMARY KEY)")
     assert sql(f"CREATE TABLE {ns}.t (id INT PRIMARY KEY)", status=400)["error"]["message"].endswith(
         f"Already exists: Table {ns}.t already exists"
     )
-    assert sql(f"CREATE TABLE IF NOT EXISTS {ns}.t (id INT PRIMARY KEY)")["results"][0]["message"] == (
-        f"Table {ns}.t already exists (IF NOT EXISTS)"
-    )
+    sql(f"INSERT INTO {ns}.t (id) VALUES (1)")
+    msg = sql(f"CREATE TABLE IF NOT EXISTS {ns}.t (id INT PRIMARY KEY, extra TEXT)")["results"][0]["message"]
+    assert msg == created("shared", f"{ns}.t")
+    res = sql(f"SELECT * FROM {ns}.t")["results"][0]
+    assert [f["name"] for f in res["schema"]] == ["id", "_seq", "_deleted"] and res["rows"][0][0] == 1
     msg = sql("CREATE TABLE nosuchns_x.t (id INT PRIMARY KEY)", status=400)["error"]["message"]
     assert "Namespace 'nosuchns_x' does not exist. Create it first with CREATE NAMESPACE nosuchns_x" in msg
 

@@ -11,6 +11,8 @@ import sqlglot
 from kalammodel.server._live_filter import FilterError, matches
 from kalammodel.server._ws import encode_cell
 
+pytestmark = pytest.mark.embedded_only(reason="unit tests of the embedded live filter")
+
 ROW = {"id": 7, "title": "Hello World", "done": False, "score": 2.5, "owner": "alice", "note": None}
 
 

@@ -32,6 +32,8 @@ from kalammodel.server import _faults
 from kalammodel.server._types import ChangeEvent, LiveError, LivePlan, Principal
 from kalammodel.server._ws import LivenessWebSocketProtocol, WsSettings, websocket_endpoint
 
+pytestmark = pytest.mark.embedded_only(reason="runs the embedded WebSocket layer against a fake engine")
+
 TIMEOUT = 5.0
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -191,6 +191,7 @@ def test_ws_stream_delete_is_a_row_id(
     assert delete["old_values"] == [{"row_id": f"ws_alice:{insert['rows'][0]['_seq']}"}]
 
 
+@pytest.mark.embedded_only(reason="planted faults exist only in the embedded server")
 def test_ws_faults_switch_on_from_the_command_line(spawn_server: Callable[..., Any]) -> None:
     """With the four live faults on the command line, each changes what a subscriber observes."""
     srv = spawn_server(
