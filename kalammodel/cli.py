@@ -164,7 +164,9 @@ class _LazyRunner:
         self._pool.client("root")
         from kalammodel.runner import Runner
 
-        self._runner = Runner(self._target, self._pool)
+        from kalammodel.live import live_extension
+
+        self._runner = Runner(self._target, self._pool, extensions=[live_extension])
 
     @property
     def target(self) -> Any:

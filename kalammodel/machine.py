@@ -25,8 +25,9 @@ from hypothesis.stateful import (
     rule,
 )
 
+from .durability import can_restart
 from .errors import Divergence
-from .model import Column, ColumnType, Role, TableKind
+from .model import And, Cmp, Column, ColumnType, Like, Not, Or, Role, TableKind
 from .steps import (
     AlterAddColumn,
     AlterDropColumn,
@@ -37,11 +38,14 @@ from .steps import (
     Flush,
     Insert,
     InsertNamingDroppedColumn,
+    NextBatch,
     Pause,
     ProbeCreateShared,
     ProbeExecuteAs,
     ProbeSharedWrite,
     ProbeSystemRead,
+    Restart,
+    ResubscribeFromSeq,
     Select,
     SelectDeleted,
     StartFlush,
@@ -49,14 +53,65 @@ from .steps import (
     StreamInsert,
     StreamSelect,
     StreamUpdate,
+    Subscribe,
+    Unsubscribe,
     Update,
 )
 from .strategies import predicates, row_values, table_spec, values, weighted
+
+_LIVE_NUMERIC = (ColumnType.BIGINT, ColumnType.INT, ColumnType.SMALLINT, ColumnType.DOUBLE)
+
+
+def live_predicates(columns: list[Column]) -> st.SearchStrategy[Any]:
+    """Live filters in the subset where KalamDB's live evaluator and SQL agree (docs/invariants.md):
+    ``= != < <= > >=`` on NOT NULL numbers, ``= !=`` on NOT NULL TEXT/BOOLEAN, LIKE on NOT NULL TEXT."""
+    numeric = [c for c in columns if c.type in _LIVE_NUMERIC]
+    equality = [c for c in columns if c.type in (ColumnType.TEXT, ColumnType.BOOLEAN)]
+    texts = [c for c in columns if c.type is ColumnType.TEXT]
+    leaves: list[st.SearchStrategy[Any]] = []
+    if numeric:
+        leaves.append(
+            st.sampled_from(numeric).flatmap(
+                lambda c: st.builds(
+                    Cmp,
+                    st.just(c.name),
+                    st.just(c.type),
+                    st.sampled_from(["=", "!=", "<", "<=", ">", ">="]),
+                    values(c.type, pk=c.primary_key),
+                )
+            )
+        )
+    if equality:
+        leaves.append(
+            st.sampled_from(equality).flatmap(
+                lambda c: st.builds(
+                    Cmp, st.just(c.name), st.just(c.type), st.sampled_from(["=", "!="]), values(c.type, pk=c.primary_key)
+                )
+            )
+        )
+    if texts:
+        leaves.append(
+            st.builds(Like, st.sampled_from([c.name for c in texts]), st.text(alphabet="ab%_", min_size=1, max_size=3))
+        )
+    if not leaves:
+        raise ValueError("no NOT NULL column can carry a live filter")
+    leaf = st.one_of(leaves)
+    return st.recursive(
+        leaf,
+        lambda inner: st.one_of(
+            st.tuples(inner, inner).map(And), st.tuples(inner, inner).map(Or), inner.map(Not)
+        ),
+        max_leaves=3,
+    )
 
 __all__ = ["Failure", "KalamStateMachine", "machine_for"]
 
 #: Synthetic user ids reached only through EXECUTE AS USER (they need no CREATE USER, PROTOCOL §6.3).
 SYNTHETIC_USERS = ("syn_a", "syn_b")
+
+#: Open subscriptions per example and per identity (KalamDB's default limit is 10 per user).
+MAX_OPEN_SUBS = 6
+MAX_SUBS_PER_USER = 4
 
 #: Pauses are real time; only STREAM tables with a TTL up to this many seconds get one.
 MAX_PAUSE_TTL = 3
@@ -73,6 +128,9 @@ _WRITE_OPS = (
 _READ_OPS = ("select", "count", "select_deleted")
 _DDL_OPS = ("alter_add", "alter_drop")
 _FLUSH_OPS = ("flush", "flush_while_active")
+#: Slow operations: their workload weight is divided by N in the weighted rule choice (KalamStateMachine._go).
+_SLOW_OPS = {"restart": 4, "pause": 2}
+_GATE_STEPS = 20
 
 
 @attrs.define
@@ -105,6 +163,8 @@ class KalamStateMachine(RuleBasedStateMachine):
         self.enabled: set[str] = {op for op, w in self.ops.items() if w > 0}
         self.failed = False
         self.paused = False
+        self.restarted = False
+        self.can_restart = can_restart(self.runner.target)
         self.table_count = 0
         self.actors = {name: Role(self.runner.pool.role(name)) for name in self.runner.pool.names}
 
@@ -194,9 +254,27 @@ class KalamStateMachine(RuleBasedStateMachine):
     def first_table(self, data: st.DataObject) -> Any:
         return self._create(data)
 
+    def _go(self, data: st.DataObject, *ops: str) -> bool:
+        """Weighted rule choice: a rule serving ``ops`` goes ahead with probability sqrt(w / w_writes).
+
+        Hypothesis picks enabled rules uniformly, so without this a restart (~1 s), a pause (a TTL) or a
+        live-query rule would be drawn as often as a write although the workload weighs writes ten times
+        more. ``w`` is the summed workload weight of ``ops`` (``_SLOW_OPS`` divides it further), ``w_writes``
+        that of all write operations; the square root keeps rare operations reachable. A skipped rule runs
+        no step. The draw shrinks towards "skip", so the shrinker drops a step the failure does not need.
+        """
+        top = sum(self.ops.get(op, 0) for op in (*_WRITE_OPS, "stream_insert")) or 1
+        weight = sum(self.ops.get(op, 0) / _SLOW_OPS.get(op, 1) for op in ops if op in self.enabled)
+        go = max(1, round(_GATE_STEPS * min(1.0, (weight / top) ** 0.5)))
+        if go >= _GATE_STEPS:
+            return True
+        return data.draw(st.integers(0, _GATE_STEPS - 1), label="go ahead?") >= _GATE_STEPS - go
+
     @precondition(lambda self: len(self.model.tables) < self.workload.tables_per_example.max)
     @rule(target=tables, data=st.data())
     def create_table(self, data: st.DataObject) -> Any:
+        if not self._go(data, *_DDL_OPS):
+            return multiple()
         return self._create(data)
 
     # ------------------------------------------------------------------ writes
@@ -352,6 +430,8 @@ class KalamStateMachine(RuleBasedStateMachine):
     @precondition(lambda self: self._on(*_READ_OPS, "stream_select"))
     @rule(table=tables, data=st.data())
     def read(self, table: str, data: st.DataObject) -> None:
+        if not self._go(data, *_READ_OPS, "stream_select"):
+            return
         state = self._table(table)
         if state is None:
             return
@@ -411,6 +491,8 @@ class KalamStateMachine(RuleBasedStateMachine):
     @precondition(lambda self: self._on(*_FLUSH_OPS))
     @rule(table=tables, data=st.data())
     def flush(self, table: str, data: st.DataObject) -> None:
+        if not self._go(data, *_FLUSH_OPS):
+            return
         state = self._table(table)
         if state is None or state.kind is TableKind.STREAM:
             return
@@ -434,6 +516,8 @@ class KalamStateMachine(RuleBasedStateMachine):
     @precondition(lambda self: self._on(*_DDL_OPS))
     @rule(table=tables, data=st.data())
     def alter(self, table: str, data: st.DataObject) -> None:
+        if not self._go(data, *_DDL_OPS):
+            return
         state = self._table(table)
         if state is None:
             return
@@ -480,6 +564,8 @@ class KalamStateMachine(RuleBasedStateMachine):
     @precondition(lambda self: self._on("rbac_probe"))
     @rule(table=tables, data=st.data())
     def rbac_probe(self, table: str, data: st.DataObject) -> None:
+        if not self._go(data, "rbac_probe"):
+            return
         users = self._names_by_role(Role.USER)
         if not users:
             return
@@ -521,12 +607,154 @@ class KalamStateMachine(RuleBasedStateMachine):
         ]
 
     @precondition(lambda self: self._on("pause") and not self.paused and bool(self._expiring_streams()))
-    @rule()
-    def pause(self) -> None:
+    @rule(data=st.data())
+    def pause(self, data: st.DataObject) -> None:
         """Let the shortest TTL run out (once per example: pauses are the only slow step)."""
+        if not self._go(data, "pause"):
+            return
         ttl = min(t.spec.ttl_seconds or 1 for t in self._expiring_streams())
         self.paused = True
         self._run(Pause(round(ttl + self.model.stream_slack + 0.25, 2)))
+
+    # --- live queries ---
+    # Subscriptions are run by the live extension (kalammodel.live); without it these rules never fire.
+
+    def _live(self) -> Any:
+        for ext in getattr(self.session, "extensions", ()):
+            live = getattr(ext, "live", None)
+            if live is not None and hasattr(live, "open_subs"):
+                return live
+        return None
+
+    def _live_actors(self) -> list[str]:
+        """Identities with room for one more subscription (KalamDB's default limit is 10 per user)."""
+        live = self._live()
+        if live is None or len(live.open_subs()) >= MAX_OPEN_SUBS:
+            return []
+        count: dict[str, int] = {}
+        for sub in live.open_subs():
+            count[sub.actor] = count.get(sub.actor, 0) + 1
+        return [a for a in sorted(self.actors) if count.get(a, 0) < MAX_SUBS_PER_USER]
+
+    def _next_sub_id(self) -> str:
+        self.sub_count = getattr(self, "sub_count", 0) + 1
+        sub_id = f"s{self.sub_count}"
+        self.sub_opened = {**getattr(self, "sub_opened", {}), sub_id: self.session.step_index + 1}
+        return sub_id
+
+    @precondition(lambda self: self._on("subscribe") and bool(self._live_actors()))
+    @rule(table=tables, data=st.data())
+    def subscribe(self, table: str, data: st.DataObject) -> None:
+        if not self._go(data, "subscribe"):
+            return
+        state = self._table(table)
+        if state is None:
+            return
+        candidates = self._live_actors()
+        writers = [a for a in candidates if a in self._scopes(state)]  # owners with rows: changes to see
+        if writers and data.draw(st.integers(0, 3), label="a writer subscribes?") > 0:
+            candidates = writers
+        actor = data.draw(st.sampled_from(candidates), label="subscriber")
+        columns = self._columns(state)
+        pk = state.pk.column if state.pk is not None else None
+        projection = None
+        if pk is not None and data.draw(st.integers(0, 3), label="projection?") == 0:
+            others = [c.name for c in columns if not c.primary_key]
+            chosen = data.draw(st.lists(st.sampled_from(others), unique=True), label="columns") if others else []
+            projection = (pk.name, *chosen)
+        where = None
+        eligible = [c for c in columns if c.primary_key or not c.nullable]
+        if data.draw(st.integers(0, 2), label="filter?") > 0:
+            try:
+                where = data.draw(live_predicates(eligible), label="filter")
+            except ValueError:
+                where = None
+        snapshot = data.draw(st.integers(0, 4), label="snapshot?") > 0
+        batch_size = last_rows = None
+        if snapshot and data.draw(st.booleans(), label="batch_size?"):
+            sizes = self.workload.live_batch_size
+            low, high = max(1, sizes.min), max(1, sizes.min, sizes.max)
+            owner = None if state.kind is TableKind.SHARED else actor
+            rows = len(self.model.visible_rows(table, owner)) if owner in self._scopes(state) else 0
+            # below the row count, so that the snapshot needs several batches (next_batch)
+            small = st.integers(low, max(low, min(high, rows - 1)))
+            batch_size = data.draw(st.one_of(small, st.integers(low, high)), label="batch")
+        if snapshot and data.draw(st.integers(0, 3), label="last_rows?") == 0:
+            high = batch_size if batch_size is not None else 20
+            last_rows = data.draw(st.integers(1, high + (1 if batch_size is not None else 0)), label="last")
+        self._run(Subscribe(actor, table, self._next_sub_id(), projection, where, snapshot, batch_size, last_rows))
+
+    @precondition(
+        lambda self: self._on("next_batch")
+        and self._live() is not None
+        and any(s.status == "loading" for s in self._live().open_subs())
+    )
+    @rule(data=st.data())
+    def next_batch(self, data: st.DataObject) -> None:
+        if not self._go(data, "next_batch"):
+            return
+        loading = sorted(s.id for s in self._live().open_subs() if s.status == "loading")
+        self._run(NextBatch(data.draw(st.sampled_from(loading), label="subscription")))
+
+    def _old_subs(self) -> list[str]:
+        """Open subscriptions that saw a few steps (closing at once would leave nothing to check)."""
+        live = self._live()
+        if live is None:
+            return []
+        opened = getattr(self, "sub_opened", {})
+        now = self.session.step_index
+        return sorted(s.id for s in live.open_subs() if now - opened.get(s.id, -100) >= 4)
+
+    @precondition(lambda self: self._on("unsubscribe") and bool(self._old_subs()))
+    @rule(data=st.data())
+    def unsubscribe(self, data: st.DataObject) -> None:
+        if not self._go(data, "unsubscribe"):
+            return
+        open_ids = self._old_subs()
+        sub_id = data.draw(st.sampled_from(open_ids), label="subscription")
+        self._run(Unsubscribe(sub_id, data.draw(st.booleans(), label="disconnect")))
+
+    def _resumable(self) -> list[str]:
+        live = self._live()
+        if live is None:
+            return []
+        room = set(self._live_actors())
+        resumed = getattr(self, "resumed", set())
+        return sorted(
+            s.id
+            for s in live.subs.values()
+            if s.status == "closed"
+            and s.last_seq_seen is not None
+            and s.id not in resumed
+            and s.actor in room
+            and s.table in self.model.tables
+        )
+
+    @precondition(lambda self: self._on("resubscribe_from_seq") and bool(self._resumable()))
+    @rule(data=st.data())
+    def resubscribe_from_seq(self, data: st.DataObject) -> None:
+        if not self._go(data, "resubscribe_from_seq"):
+            return
+        old = data.draw(st.sampled_from(self._resumable()), label="resume")
+        self.resumed = getattr(self, "resumed", set()) | {old}
+        self._run(ResubscribeFromSeq(self._next_sub_id(), old))
+
+    # ------------------------------------------------------------------ durability
+
+    @precondition(
+        lambda self: self._on("restart")
+        and self.can_restart
+        and not self.restarted
+        and bool(self.model.tables)
+        and all(t.flush.running_job is None for t in self.model.tables.values())
+    )
+    @rule(data=st.data())
+    def restart(self, data: st.DataObject) -> None:
+        """Kill the server with SIGKILL and start it again (once per example: a restart costs ~1 s)."""
+        if not self._go(data, "restart"):
+            return
+        self.restarted = True
+        self._run(Restart(hard=True))
 
     # ------------------------------------------------------------------ teardown
 
@@ -557,9 +785,11 @@ def run_machine(
     *,
     settings: Any = None,
     hooks: tuple[Any, ...] = (),
+    seed: int | None = None,
 ) -> Failure | None:
     """Run the state machine under ``settings`` (default: the loaded Hypothesis profile).
 
+    ``seed`` fixes Hypothesis's random seed (benchmarks and detection tests run several seeds).
     Returns None when every example agreed with the model, else the :class:`Failure` of Hypothesis's final
     (minimal) example. Errors that are not divergences (tool bugs, a dead target) propagate.
     """
@@ -568,7 +798,13 @@ def run_machine(
 
     machine = machine_for(runner, workload, hooks=hooks)
     try:
-        run_state_machine_as_test(machine, settings=settings)
+        if seed is None:
+            run_state_machine_as_test(machine, settings=settings)
+        else:
+            from hypothesis import seed as use_seed
+            from hypothesis.stateful import get_state_machine_test
+
+            use_seed(seed)(get_state_machine_test(machine, settings=settings))()
     except Divergence:
         failure = machine.last_failure
         if failure is None:  # pragma: no cover - the machine always records before raising

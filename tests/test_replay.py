@@ -60,9 +60,10 @@ def _replay(path: Path, target: Any, pool: Any) -> None:
         problem = None
     if problem is not None:
         pytest.fail(problem, pytrace=False)
+    from kalammodel.live import live_extension
     from kalammodel.runner import Runner
 
-    outcome = replay_case(case, Runner(target, pool))
+    outcome = replay_case(case, Runner(target, pool, extensions=[live_extension]))
     if outcome.status == "fixed":
         return
     if outcome.status == "error":

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from kalammodel.corpus import format_failure, save_case
+from kalammodel.live import live_extension
 from kalammodel.machine import run_machine
 from kalammodel.runner import Runner
 
@@ -20,7 +21,7 @@ CASES = Path(__file__).resolve().parent.parent / "shrunk_cases"
 
 def test_kalamdb_agrees_with_the_model(kalamdb_target, actor_pool, kalammodel_workload, pytestconfig):
     """Every random program gives the same outcomes on the server as in the reference model."""
-    runner = Runner(kalamdb_target, actor_pool)
+    runner = Runner(kalamdb_target, actor_pool, extensions=[live_extension])
     failure = run_machine(runner, kalammodel_workload)
     if failure is None:
         return

@@ -26,6 +26,7 @@ from ._expect import (
     flush_job_id,
     flush_message_kind,
 )
+from ._live import LiveChange, LiveModel, LiveOptions, LiveSub, live_filter_supported
 from ._model import Model, TableState
 from ._predicates import (
     And,
@@ -79,6 +80,10 @@ __all__ = [
     "IsNull",
     "Like",
     "Limits",
+    "LiveChange",
+    "LiveModel",
+    "LiveOptions",
+    "LiveSub",
     "Model",
     "Not",
     "Or",
@@ -95,6 +100,7 @@ __all__ = [
     "compare_rows",
     "flush_job_id",
     "flush_message_kind",
+    "live_filter_supported",
     "portable",
     "pred_from_data",
     "pred_to_data",

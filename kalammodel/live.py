@@ -1,0 +1,529 @@
+"""Live queries in the runner: subscriptions checked event by event against the model (PROTOCOL §10).
+
+``Runner(target, pool, extensions=[live_extension])`` adds a :class:`LiveExtension` to every session. It runs
+the live steps (:class:`~kalammodel.steps.Subscribe`, ``NextBatch``, ``Unsubscribe``, ``ResubscribeFromSeq``)
+itself, one WebSocket connection per subscription, and after every other step it hands the model's new row
+versions to :class:`~kalammodel.model.LiveModel`, which queues the change each open subscription must get.
+
+Event wait strategy (cost per step, see benchmarks/live_wait.py):
+
+* after a step, a subscription whose snapshot is complete and that expects required changes waits for
+  exactly those messages, with a deadline (``event_timeout``, 5 s by default); changes of one (table, owner)
+  arrive in order (§10.6), so an extra or a missing change shows as a mismatch as soon as a later change
+  arrives;
+* every other open subscription is drained without blocking (messages already received are checked);
+* at ``check_all`` (every N steps and at teardown) one quiescence window (``quiet``, 0.15 s) shared by all
+  subscriptions catches late extras, then each subscription's accumulated rows are compared with the model
+  and with a SQL read of the same query.
+
+Divergences carry the invariant ``live_query``, or ``isolation`` when a change of another user's row arrives.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+from .client import LiveConnection
+from .errors import ConnectionClosed, DeadlineExceeded, Divergence, KalamError, SqlError, TransportError
+from .model import LiveModel, LiveOptions, LiveSub, TableKind
+from .runner import TranscriptEntry
+from .steps import LIVE_STEPS, NextBatch, ResubscribeFromSeq, Step, Subscribe, Unsubscribe
+
+__all__ = ["LiveExtension", "live_extension"]
+
+_REFUSAL_CODES = {
+    "UNAUTHORIZED": ("UNAUTHORIZED", "PERMISSION_DENIED"),
+    "NOT_FOUND": ("NOT_FOUND", "INVALID_SQL"),
+    "INVALID_SQL": ("INVALID_SQL",),
+    "UNSUPPORTED": ("UNSUPPORTED",),
+}
+
+
+class LiveExtension:
+    """The live side of one session; see the module docstring."""
+
+    def __init__(self, session: Any, *, event_timeout: float = 5.0, quiet: float = 0.15):
+        self.session = session
+        self.live = LiveModel()
+        self.event_timeout = event_timeout
+        self.quiet = quiet
+        self.conns: dict[str, LiveConnection] = {}
+        self.handles: dict[str, Any] = {}
+        self.retired: list[tuple[LiveConnection, int]] = []  # unsubscribed connections and the seq floor
+        self._watermark: int | None = None
+        self._recent: list[Any] = []  # changes of the last steps in every scope (cross-user attribution)
+        #: what was checked: subscriptions, batches, changes, quiet windows, SQL cross-checks
+        self.stats: Counter[str] = Counter()
+
+    # ------------------------------------------------------------------ runner hooks
+
+    def run_step(self, session: Any, step: Step) -> bool:
+        if isinstance(step, LIVE_STEPS):
+            self._drain_all(session, step)
+            started = time.perf_counter()
+            if isinstance(step, Subscribe):
+                self._subscribe(session, step)
+            elif isinstance(step, NextBatch):
+                self._next_batch(session, step)
+            elif isinstance(step, Unsubscribe):
+                self._unsubscribe(session, step)
+            elif isinstance(step, ResubscribeFromSeq):
+                self._resubscribe(session, step)
+            self._record(session, step, started)
+            self._collect(session, step)
+            return True
+        if (
+            step.kind == "restart"
+        ):  # the server goes down: close first, the subscriptions count as disconnected
+            self._drain_all(session, step)
+            self._lost_all()
+        self._watermark = self.live.begin_step(session.model)
+        return False
+
+    def after_step(self, session: Any, step: Step) -> None:
+        if self._watermark is None:
+            return
+        watermark, self._watermark = self._watermark, None
+        changes = self.live.end_step(
+            session.model, watermark, session.step_index, stream_deletes=step.kind == "delete"
+        )
+        self._recent = (self._recent + changes)[-200:]
+        if self.handles:
+            self._collect(session, step)
+
+    def _lost_all(self) -> None:
+        """The server restarted: every connection is gone; the subscriptions count as disconnected."""
+        for sub_id, conn in list(self.conns.items()):
+            self.live.close(sub_id, disconnected=True)
+            conn.close(timeout=1.0)
+        for conn, _ in self.retired:
+            conn.close(timeout=1.0)
+        self.conns.clear()
+        self.handles.clear()
+        self.retired.clear()
+
+    def check_all(self, session: Any) -> None:
+        subs = [s for s in self.live.open_subs() if s.id in self.handles]
+        if not subs and not self.retired:
+            return
+        step = session.steps[-1] if session.steps else None
+        deadline = time.monotonic() + self.quiet
+        self.stats["quiet_windows"] += 1
+        for sub in subs:
+            handle = self.handles[sub.id]
+            while True:
+                try:
+                    msg = handle.get(max(0.0, deadline - time.monotonic()))
+                except DeadlineExceeded:
+                    break
+                except ConnectionClosed as exc:
+                    raise self._div(session, sub, step, f"the connection closed: {exc}") from exc
+                self._process(session, sub, step, msg)
+        for sub in subs:
+            if sub.ready and sub.required_pending():
+                self._await(session, sub, step)
+            problem = self.live.view_problem(session.model, sub)
+            if problem is not None:
+                raise self._div(session, sub, step, f"after every change arrived: {problem}")
+            self._sql_check(session, sub, step)
+        self._check_retired(session, step)
+
+    def close(self, session: Any) -> None:
+        for conn in list(self.conns.values()) + [c for c, _ in self.retired]:
+            try:
+                conn.close(timeout=1.0)
+            except Exception:  # noqa: BLE001 - closing must not hide the real failure
+                pass
+        self.conns.clear()
+        self.handles.clear()
+        self.retired.clear()
+
+    # ------------------------------------------------------------------ live steps
+
+    def _connect(self, session: Any, actor: str) -> LiveConnection:
+        token = session.pool.client(actor).token
+        try:
+            return LiveConnection.connect(session.runner.target.base_url, token, timeout=5.0)
+        except (KalamError, OSError) as exc:
+            raise Divergence(
+                "availability",
+                f"could not open a live connection as {actor}: {exc}",
+                step_index=session.step_index,
+                step=session.steps[-1].describe() if session.steps else None,
+                request="GET /v1/ws",
+                actor=actor,
+            ) from exc
+
+    def _subscribe(self, session: Any, step: Subscribe) -> None:
+        options = LiveOptions(step.snapshot, step.batch_size, step.last_rows if step.snapshot else None)
+        self._open(session, step, step.sub_id, step.actor, step.table, step.columns, step.where, options)
+
+    def _resubscribe(self, session: Any, step: ResubscribeFromSeq) -> None:
+        old = self.live.subs.get(step.from_sub)
+        if old is None:
+            return  # nothing to resume (a replayed case whose subscribe step was removed)
+        options = LiveOptions(True, old.options.batch_size, None)
+        seq = old.last_seq_seen if old.last_seq_seen is not None else 0
+        resume_w = old.last_write if old.last_write is not None else 0
+        self._open(
+            session, step, step.sub_id, old.actor, old.table, old.columns, old.where, options, resume_w, seq
+        )
+
+    def _open(
+        self,
+        session: Any,
+        step: Step,
+        sub_id: str,
+        actor: str,
+        table: str,
+        columns: Any,
+        where: Any,
+        options: LiveOptions,
+        resume_w: int | None = None,
+        resume_seq: int | None = None,
+    ) -> None:
+        if sub_id in self.live.subs:
+            return
+        sub, refusal = self.live.subscribe(
+            session.model, sub_id, actor, table, columns, where, options, resume_w, resume_seq
+        )
+        cols = "*" if columns is None else ", ".join(columns)
+        where_sql = "" if where is None else f" WHERE {where.render()}"
+        sql = f"SELECT {cols} FROM {session.ns}.{table}{where_sql}"
+        conn = self._connect(session, actor)
+        wire = options.wire(resume_seq)
+        try:
+            handle = conn.subscribe(sub_id, sql, wire)
+            first = handle.get(self.event_timeout)
+        except (KalamError, OSError) as exc:
+            conn.close(timeout=1.0)
+            self.live.close(sub_id)
+            raise self._div(
+                session, sub, step, f"subscribe {sql!r} got no reply: {exc}", actor=actor
+            ) from exc
+        if refusal is not None:
+            conn.close(timeout=1.0)
+            allowed = _REFUSAL_CODES.get(refusal, (refusal,))
+            if first.type != "error" or first.code not in allowed:
+                raise self._div(
+                    session,
+                    sub,
+                    step,
+                    f"subscribe {sql!r} must be refused with {allowed}, got {first.type} {first.code or ''}"
+                    f" {first.message or ''}".strip(),
+                    actor=actor,
+                    expected=f"error {refusal}",
+                    actual=first.raw,
+                )
+            return
+        assert sub is not None
+        self.conns[sub_id] = conn
+        self.handles[sub_id] = handle
+        self.stats["subscriptions"] += 1
+        if first.type != "subscription_ack":
+            self.live.close(sub_id)
+            raise self._div(
+                session,
+                sub,
+                step,
+                f"subscribe {sql!r}: expected subscription_ack, got {first.raw}",
+                actor=actor,
+            )
+        state = session.model.tables[table]
+        want = list(columns) if columns is not None else state.star_columns()
+        got = [c.name for c in first.schema or []]
+        if got != want:
+            raise self._div(
+                session, sub, step, f"ack schema lists {got}, expected {want}", expected=want, actual=got
+            )
+        if wire is None:
+            control = first.batch_control or {}
+            if control.get("has_more") or control.get("status") != "ready":
+                raise self._div(
+                    session,
+                    sub,
+                    step,
+                    f"ack without snapshot must say ready, not {control}",
+                    actual=first.raw,
+                )
+            return
+        self._take_batch(session, sub, step, ack=first)
+
+    def _take_batch(self, session: Any, sub: LiveSub, step: Step, ack: Any = None) -> None:
+        handle = self.handles[sub.id]
+        try:
+            msg = handle.get(self.event_timeout)
+        except (DeadlineExceeded, ConnectionClosed) as exc:
+            raise self._div(session, sub, step, f"no initial_data_batch #{sub.batch_num}: {exc}") from exc
+        if msg.type != "initial_data_batch":
+            raise self._div(
+                session,
+                sub,
+                step,
+                f"expected initial_data_batch #{sub.batch_num}, got {msg.raw}",
+                actual=msg.raw,
+            )
+        if ack is not None and ack.batch_control != msg.batch_control:
+            raise self._div(
+                session,
+                sub,
+                step,
+                f"ack batch_control {ack.batch_control} differs from batch 0's {msg.batch_control}",
+            )
+        self.stats["batches"] += 1
+        problem = self.live.check_batch(session.model, sub, msg.rows or [], msg.batch_control)
+        if problem is not None:
+            raise self._div(session, sub, step, problem, actual=msg.raw)
+
+    def _next_batch(self, session: Any, step: NextBatch) -> None:
+        sub = self.live.subs.get(step.sub_id)
+        if sub is None or sub.status != "loading" or step.sub_id not in self.conns:
+            return
+        try:
+            self.conns[step.sub_id].next_batch(step.sub_id, sub.last_seq)
+        except (KalamError, OSError) as exc:
+            raise self._div(session, sub, step, f"next_batch could not be sent: {exc}") from exc
+        self._take_batch(session, sub, step)
+
+    def _unsubscribe(self, session: Any, step: Unsubscribe) -> None:
+        sub = self.live.subs.get(step.sub_id)
+        conn = self.conns.pop(step.sub_id, None)
+        self.handles.pop(step.sub_id, None)
+        if sub is None or conn is None:
+            return
+        self.live.close(step.sub_id, disconnected=step.disconnect)
+        if step.disconnect:
+            conn.close(timeout=1.0)
+            return
+        try:
+            conn.unsubscribe(step.sub_id)
+        except (KalamError, OSError):
+            conn.close(timeout=1.0)
+            return
+        floor = max(self.live.seqs.values(), default=0)
+        self.retired.append((conn, floor))
+
+    # ------------------------------------------------------------------ events
+
+    def _collect(self, session: Any, step: Step) -> None:
+        """Wait for the required changes of ready subscriptions; check whatever else has arrived."""
+        for sub in self.live.open_subs():
+            if sub.id not in self.handles:
+                continue
+            if sub.ready and sub.required_pending():
+                self._await(session, sub, step)
+            else:
+                self._drain(session, sub, step)
+
+    def _drain_all(self, session: Any, step: Step) -> None:
+        for sub in self.live.open_subs():
+            if sub.id in self.handles:
+                self._drain(session, sub, step)
+
+    def _drain(self, session: Any, sub: LiveSub, step: Step) -> None:
+        for msg in self.handles[sub.id].pending():
+            self._process(session, sub, step, msg)
+        if self.conns[sub.id].closed:
+            conn = self.conns[sub.id]
+            raise self._div(
+                session,
+                sub,
+                step,
+                f"the live connection closed (code={conn.close_code}, {conn.close_reason!r})",
+            )
+
+    def _await(self, session: Any, sub: LiveSub, step: Step) -> None:
+        handle = self.handles[sub.id]
+        deadline = time.monotonic() + self.event_timeout
+        while sub.required_pending() and not sub.tainted:
+            try:
+                msg = handle.get(max(0.0, deadline - time.monotonic()))
+            except DeadlineExceeded:
+                missing = [c.describe() for c in sub.expected if not c.optional]
+                raise self._div(
+                    session,
+                    sub,
+                    step,
+                    f"expected change(s) did not arrive within {self.event_timeout:g} s: {missing[:5]}",
+                    expected=[_change_data(c) for c in sub.expected][:5],
+                    actual="nothing",
+                ) from None
+            except ConnectionClosed as exc:
+                raise self._div(session, sub, step, f"the connection closed: {exc}") from exc
+            self._process(session, sub, step, msg)
+
+    def _process(self, session: Any, sub: LiveSub, step: Any, msg: Any) -> None:
+        if sub.tainted:
+            return
+        if msg.type != "change":
+            raise self._div(session, sub, step, f"unexpected {msg.type} message: {msg.raw}", actual=msg.raw)
+        if sub.status == "loading":
+            raise self._div(
+                session,
+                sub,
+                step,
+                "a change arrived before the last snapshot batch (changes during a snapshot are buffered "
+                f"until it completes, §10.6): {msg.raw}",
+                actual=msg.raw,
+            )
+        change, problem = self.live.check_change(
+            session.model, sub, msg.change_type, msg.rows, msg.old_values
+        )
+        if problem is not None:
+            invariant = "isolation" if self._foreign(sub, msg) else "live_query"
+            raise self._div(
+                session,
+                sub,
+                step,
+                f"change message disagrees with the model: {problem}",
+                invariant=invariant,
+                expected=[_change_data(c) for c in sub.expected][:5],
+                actual=msg.raw,
+            )
+        self.stats["changes"] += 1
+        if change is not None and change.kind == "delete" and msg.old_values:
+            self.live.note_delete_seq(sub, change, msg.old_values[0].get("_seq"))
+
+    def _foreign(self, sub: LiveSub, msg: Any) -> bool:
+        """Whether ``msg`` looks like a change of another user's row (isolation rather than live_query)."""
+        if sub.kind is TableKind.SHARED:
+            return False
+        values = (msg.rows or msg.old_values or [{}])[0]
+        for table, change in self._recent:
+            if table != sub.table or change.owner == sub.owner or change.kind != msg.change_type:
+                continue
+            shared = [k for k in values if k in change.row and not k.startswith("_")]
+            if shared and all(change.row.get(k) == values[k] for k in shared):
+                return True
+        return False
+
+    # ------------------------------------------------------------------ full checks
+
+    def _sql_check(self, session: Any, sub: LiveSub, step: Any) -> None:
+        """The rows the subscription holds agree with a SQL read of its query by the subscriber."""
+        model = session.model
+        table = model.tables.get(sub.table)
+        if (
+            table is None
+            or table.kind is TableKind.STREAM
+            or sub.tainted
+            or not sub.ready
+            or sub.expected
+            or sub.resume_from is not None
+            or not sub.options.snapshot
+            or sub.options.last_rows is not None
+            or table.pk is None
+        ):
+            return
+        pk = table.pk.column.name
+        cols = self.live.compared_columns(table, sub)
+        self.stats["sql_checks"] += 1
+        client = session.pool.client(sub.actor)
+        try:
+            result = client.read_all(
+                f"{session.ns}.{sub.table}",
+                order_by=pk,
+                columns=", ".join(cols),
+                where=None if sub.where is None else sub.where.render(),
+            )
+        except (SqlError, TransportError, DeadlineExceeded) as exc:
+            raise self._div(
+                session, sub, step, f"SQL read of the subscription's query failed: {exc}"
+            ) from exc
+        from .model._live import _key, _same
+
+        seen = set()
+        for row in result.dicts():
+            key = _key(row[pk])
+            seen.add(key)
+            held = sub.view.get(key)
+            if held is None:
+                raise self._div(
+                    session, sub, step, f"SQL returns {row} but the subscription never received that row"
+                )
+            for name in cols:
+                if not _same(table.column_type(name), row.get(name), held.get(name)):
+                    raise self._div(session, sub, step, f"SQL returns {row}, the subscription holds {held}")
+        scope = model._scope(table, sub.owner)
+        newest = {} if scope is None else {_key(k): v for k, v in model._newest(scope).items()}
+        for key, held in sub.view.items():
+            if key in seen:
+                continue
+            version = newest.get(key)
+            row = None if version is None else model._row(table, version.values, version.deleted)
+            left_filter = row is not None and sub.where is not None and sub.where.evaluate(row) is not True
+            if not left_filter:
+                raise self._div(
+                    session, sub, step, f"the subscription holds {held} which a SQL read no longer returns"
+                )
+
+    def _check_retired(self, session: Any, step: Any) -> None:
+        for conn, floor in self.retired:
+            for msg in conn.unrouted.pending():
+                if msg.type != "change":
+                    continue
+                seqs = [r.get("_seq") for r in (msg.rows or []) + (msg.old_values or [])]
+                if any(isinstance(s, int) and s > floor for s in seqs):
+                    raise Divergence(
+                        "live_query",
+                        f"subscription {msg.subscription_id!r} got a change after unsubscribe: {msg.raw}",
+                        step_index=session.step_index,
+                        step=step.describe() if step is not None else None,
+                        request="unsubscribe",
+                        actual=msg.raw,
+                    )
+
+    # ------------------------------------------------------------------ reporting
+
+    def _record(self, session: Any, step: Step, started: float) -> None:
+        session.transcript.append(
+            TranscriptEntry(
+                step_index=session.step_index,
+                request=f"[ws] {step.describe()}",
+                actor=getattr(step, "actor", "root"),
+                status="ok",
+                summary="",
+                ms=round((time.perf_counter() - started) * 1000, 3),
+            )
+        )
+
+    def _div(
+        self,
+        session: Any,
+        sub: LiveSub | None,
+        step: Any,
+        message: str,
+        *,
+        invariant: str = "live_query",
+        actor: str | None = None,
+        expected: Any = None,
+        actual: Any = None,
+    ) -> Divergence:
+        where = ""
+        request = None
+        if sub is not None:
+            cols = "*" if sub.columns is None else ", ".join(sub.columns)
+            filt = "" if sub.where is None else f" WHERE {sub.where.render()}"
+            request = f"[ws {sub.id}] SELECT {cols} FROM {session.ns}.{sub.table}{filt} options={sub.options}"
+            where = f"subscription {sub.id} ({sub.actor} on {sub.table}): "
+        return Divergence(
+            invariant,
+            where + message,
+            step_index=session.step_index,
+            step=step.describe() if step is not None else None,
+            request=request,
+            actor=actor or (sub.actor if sub is not None else None),
+            expected=expected,
+            actual=actual,
+        )
+
+
+def _change_data(change: Any) -> dict[str, Any]:
+    return {"kind": change.kind, "key": change.key, "row": change.row, "optional": change.optional}
+
+
+def live_extension(session: Any) -> LiveExtension:
+    """The extension factory for ``Runner(..., extensions=[live_extension])``."""
+    return LiveExtension(session)

@@ -1,0 +1,81 @@
+"""The pure live-query model: filter subset, options on the wire, change matching."""
+
+from __future__ import annotations
+
+from kalammodel.model import (
+    Cmp,
+    Column,
+    ColumnType,
+    IsNull,
+    Like,
+    LiveModel,
+    LiveOptions,
+    Model,
+    Not,
+    Role,
+    TableSpec,
+    live_filter_supported,
+)
+
+B, T = ColumnType.BIGINT, ColumnType.TEXT
+NOT_NULL = {"id": B, "n": B, "s": T}
+
+
+def test_filter_subset():
+    """Only comparisons on NOT NULL columns that both evaluators agree on are accepted."""
+    assert live_filter_supported(Not(Cmp("n", B, "<", 3)), NOT_NULL)
+    assert live_filter_supported(Like("s", "a%"), NOT_NULL)
+    assert not live_filter_supported(Cmp("s", T, "<", "a"), NOT_NULL)
+    assert not live_filter_supported(IsNull("n", B), NOT_NULL)
+    assert not live_filter_supported(Cmp("x", B, "=", 1), NOT_NULL)
+
+
+def test_options_on_the_wire():
+    """No snapshot omits options; from_seq_id takes precedence over last_rows."""
+    assert LiveOptions(snapshot=False).wire() is None
+    assert LiveOptions(batch_size=2, last_rows=1).wire() == {"batch_size": 2, "last_rows": 1}
+    assert LiveOptions(batch_size=2, last_rows=1).wire(from_seq=7) == {"batch_size": 2, "from_seq_id": 7}
+
+
+def _setup():
+    model = Model(actors={"root": Role.SYSTEM, "u1": Role.USER, "u2": Role.USER})
+    cols = (Column("id", B, nullable=False, primary_key=True), Column("n", B, nullable=False))
+    model.create_table("u1", TableSpec("t", "USER", cols))
+    live = LiveModel()
+    sub, refusal = live.subscribe(
+        model, "s1", "u1", "t", None, Cmp("n", B, ">", 0), LiveOptions(snapshot=False)
+    )
+    assert refusal is None and sub is not None
+    return model, live, sub
+
+
+def test_changes_follow_scope_and_filter():
+    """Only the subscriber's rows admitted by the filter (on the new row) are queued."""
+    model, live, sub = _setup()
+    mark = live.begin_step(model)
+    model.insert("u1", "t", ["id", "n"], [B, B], [(1, 5), (2, 0)])
+    model.insert("u2", "t", ["id", "n"], [B, B], [(3, 5)])
+    live.end_step(model, mark, 0)
+    assert [(c.kind, c.key) for c in sub.expected] == [("insert", 1)]
+    change, problem = live.check_change(model, sub, "insert", [{"id": 3, "n": 5, "_seq": 9}], None)
+    assert change is None and "primary key" in problem
+    change, problem = live.check_change(model, sub, "insert", [{"id": 1, "n": 5, "_seq": 9}], None)
+    assert problem is None and not sub.expected
+
+
+def test_update_delta_shape():
+    """An update must carry only the changed columns' old values."""
+    model, live, sub = _setup()
+    mark = live.begin_step(model)
+    model.insert("u1", "t", ["id", "n"], [B, B], [(1, 5)])
+    live.end_step(model, mark, 0)
+    live.check_change(model, sub, "insert", [{"id": 1, "n": 5, "_seq": 9}], None)
+    mark = live.begin_step(model)
+    model.update("u1", "t", [("n", B, 6)], Cmp("id", B, "=", 1))
+    live.end_step(model, mark, 1)
+    bad = live.check_change(model, sub, "update", [{"id": 1, "n": 6, "_seq": 10}], [{"id": 1, "_seq": 9}])
+    assert bad[0] is None and "misses changed" in bad[1]
+    good = live.check_change(
+        model, sub, "update", [{"id": 1, "n": 6, "_seq": 10}], [{"id": 1, "n": 5, "_seq": 9}]
+    )
+    assert good[1] is None
