@@ -99,6 +99,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption("--kalammodel-shared-db", default=None, metavar="DIR",
                     help="a shared example database, read but never written")  # fmt: skip
+    group.addoption("--kalammodel-cases-dir", default=None, metavar="DIR",
+                    help="where failures are saved as case files (default: shrunk_cases/ of the checkout)")  # fmt: skip
 
 
 def _in_ci() -> bool:
