@@ -700,6 +700,8 @@ class Session:
                     return "soft_delete"
         if state.kind is TableKind.STREAM:
             return "stream_ttl"
+        if getattr(state, "reused_names", False):  # a dropped column name was added again: old values?
+            return "schema_evolution"
         if table in self._flushed_tables or state.flush.running_job is not None:
             return "hot_cold_consistency"
         if getattr(state, "schema_changes", None):
