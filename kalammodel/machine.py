@@ -11,6 +11,7 @@ Hypothesis replays the minimal failing example last, that is the shrunk program 
 
 from __future__ import annotations
 
+import sys
 from typing import Any, ClassVar
 
 import attrs
@@ -104,6 +105,9 @@ def live_predicates(columns: list[Column]) -> st.SearchStrategy[Any]:
         max_leaves=3,
     )
 
+if sys.version_info < (3, 11):  # pragma: no cover - Hypothesis depends on the backport there
+    from exceptiongroup import BaseExceptionGroup
+
 __all__ = ["Failure", "KalamStateMachine", "machine_for"]
 
 #: Synthetic user ids reached only through EXECUTE AS USER (they need no CREATE USER, PROTOCOL §6.3).
@@ -139,6 +143,8 @@ class Failure:
 
     steps: list[Step]
     divergence: Divergence
+    #: further distinct failures Hypothesis found in the same run (each with its own minimal steps)
+    others: list[Failure] = attrs.Factory(list)
 
 
 class KalamStateMachine(RuleBasedStateMachine):
@@ -147,6 +153,8 @@ class KalamStateMachine(RuleBasedStateMachine):
     runner: ClassVar[Any] = None
     workload: ClassVar[Any] = None
     last_failure: ClassVar[Failure | None] = None
+    #: every divergence met, in order (Hypothesis replays each distinct minimal failure last)
+    failures: ClassVar[list[Failure]] = []
     #: extra checks run after each step, e.g. live-query subscriptions (kalammodel.live)
     step_hooks: ClassVar[tuple[Any, ...]] = ()
 
@@ -181,6 +189,7 @@ class KalamStateMachine(RuleBasedStateMachine):
         except Divergence as div:
             self.failed = True
             type(self).last_failure = Failure(list(self.session.steps), div)
+            type(self).failures.append(type(self).last_failure)
             raise
 
     def _on(self, *ops: str) -> bool:
@@ -774,6 +783,7 @@ class KalamStateMachine(RuleBasedStateMachine):
                     self.session.check_all()
                 except Divergence as div:
                     type(self).last_failure = Failure(list(self.session.steps), div)
+                    type(self).failures.append(type(self).last_failure)
                     raise
         finally:
             self.session.close()
@@ -784,7 +794,7 @@ def machine_for(runner: Any, workload: Any, *, hooks: tuple[Any, ...] = ()) -> t
     return type(
         "KalamDB",
         (KalamStateMachine,),
-        {"runner": runner, "workload": workload, "last_failure": None, "step_hooks": hooks},
+        {"runner": runner, "workload": workload, "last_failure": None, "failures": [], "step_hooks": hooks},
     )
 
 
@@ -819,6 +829,16 @@ def run_machine(
         if failure is None:  # pragma: no cover - the machine always records before raising
             raise
         return failure
+    except BaseExceptionGroup as group:  # Hypothesis found several distinct failures
+        divergences = [e for e in group.exceptions if isinstance(e, Divergence)]
+        if not divergences or len(divergences) != len(group.exceptions):
+            raise
+        found = [f for d in divergences for f in reversed(machine.failures) if f.divergence is d][: len(divergences)]
+        if not found:  # pragma: no cover - every raised divergence was recorded
+            raise
+        first = found[0]
+        first.others = found[1:]
+        return first
     except Flaky as exc:
         failure = machine.last_failure
         if failure is None:

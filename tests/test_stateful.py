@@ -26,15 +26,16 @@ def test_kalamdb_agrees_with_the_model(kalamdb_target, actor_pool, kalammodel_wo
     if failure is None:
         return
     cases_dir = Path(pytestconfig.getoption("kalammodel_cases_dir", None) or CASES)
-    saved = save_case(
-        cases_dir,
-        failure.steps,
-        failure.divergence,
-        target=kalamdb_target,
-        workload=kalammodel_workload.name,
-        runner=runner,
-    )
-    pytest.fail(
-        format_failure(failure.steps, failure.divergence, f"kalammodel replay {saved.path}"),
-        pytrace=False,
-    )
+    reports = []
+    for found in [failure, *failure.others]:
+        saved = save_case(
+            cases_dir,
+            found.steps,
+            found.divergence,
+            target=kalamdb_target,
+            workload=kalammodel_workload.name,
+            runner=runner,
+        )
+        reports.append(format_failure(found.steps, found.divergence, f"kalammodel replay {saved.path}"))
+    title = f"{len(reports)} distinct failures\n\n" if len(reports) > 1 else ""
+    pytest.fail(title + "\n\n".join(reports), pytrace=False)
