@@ -200,9 +200,19 @@ class LiveModel:
     ) -> tuple[LiveSub | None, str | None]:
         """Register a subscription; returns ``(sub, None)`` or ``(None, expected error code)``.
 
-        Errors: unknown table → NOT_FOUND; a role that may not read a SHARED table → UNAUTHORIZED; unknown
-        projected or filtered column → INVALID_SQL; last_rows above batch_size → UNSUPPORTED.
+        Errors, in KalamDB's order: last_rows above batch_size → UNSUPPORTED; unknown table → NOT_FOUND; a role
+        that may not read a SHARED table → UNAUTHORIZED; unknown projected or filtered column → INVALID_SQL.
         """
+        # KalamDB validates the options before it plans the query (kalamdb-api ws/events/subscription.rs
+        # handle_subscribe: validate_subscription_options comes first), so UNSUPPORTED wins over every other
+        # refusal.
+        if (
+            resume_from is None
+            and options.snapshot
+            and options.last_rows is not None
+            and options.last_rows > options.limit
+        ):
+            return None, "UNSUPPORTED"
         table = model.tables.get(table_name)
         if table is None:
             return None, "NOT_FOUND"
