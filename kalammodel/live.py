@@ -123,7 +123,7 @@ class LiveExtension:
                 self._process(session, sub, step, msg)
         for sub in subs:
             if sub.ready and sub.required_pending():
-                self._await(session, sub, step)
+                self._await(session, sub, step)  # type: ignore[arg-type]
             problem = self.live.view_problem(session.model, sub)
             if problem is not None:
                 raise self._div(session, sub, step, f"after every change arrived: {problem}")
@@ -313,7 +313,7 @@ class LiveExtension:
             if sub.id not in self.handles:
                 continue
             if sub.ready and sub.required_pending():
-                self._await(session, sub, step)
+                self._await(session, sub, step)  # type: ignore[arg-type]
             else:
                 self._drain(session, sub, step)
 

@@ -189,8 +189,9 @@ class KalamStateMachine(RuleBasedStateMachine):
                 hook(self, step)
         except Divergence as div:
             self.failed = True
-            type(self).last_failure = Failure(list(self.session.steps), div)
-            type(self).failures.append(type(self).last_failure)
+            failure = Failure(list(self.session.steps), div)
+            type(self).last_failure = failure
+            type(self).failures.append(failure)
             raise
 
     def _on(self, *ops: str) -> bool:
@@ -246,7 +247,7 @@ class KalamStateMachine(RuleBasedStateMachine):
         self.table_count += 1
         schemas = [s for s in self.workload.schemas if s.kind.upper() == kind.value]
         spec = data.draw(table_spec(self.workload, name, kind), label="schema")
-        if schemas and data.draw(st.booleans(), label="workload schema"):
+        if bool(schemas) and data.draw(st.booleans(), label="workload schema"):
             chosen = data.draw(st.sampled_from(schemas))
             from .model import TableSpec
 
@@ -484,7 +485,7 @@ class KalamStateMachine(RuleBasedStateMachine):
             )
         orderable = [c.name for c in columns if c.type is not ColumnType.JSON]
         order_by: tuple[tuple[str, bool], ...] = ()
-        if orderable and data.draw(st.booleans(), label="order by?"):
+        if bool(orderable) and data.draw(st.booleans(), label="order by?"):
             order_by = (
                 (
                     data.draw(st.sampled_from(orderable), label="order column"),
@@ -578,7 +579,7 @@ class KalamStateMachine(RuleBasedStateMachine):
                 )
             )
             return
-        if dropped and data.draw(st.booleans(), label="re-add dropped name?"):
+        if bool(dropped) and data.draw(st.booleans(), label="re-add dropped name?"):
             base = data.draw(st.sampled_from(dropped))
             col = Column(base.name, data.draw(st.sampled_from(list(ColumnType))), nullable=True)
         else:
@@ -749,7 +750,7 @@ class KalamStateMachine(RuleBasedStateMachine):
         if live is None:
             return []
         room = set(self._live_actors())
-        resumed = getattr(self, "resumed", set())
+        resumed: set[str] = getattr(self, "resumed", set())
         return sorted(
             s.id
             for s in live.subs.values()
@@ -796,8 +797,9 @@ class KalamStateMachine(RuleBasedStateMachine):
                 try:
                     self.session.check_all()
                 except Divergence as div:
-                    type(self).last_failure = Failure(list(self.session.steps), div)
-                    type(self).failures.append(type(self).last_failure)
+                    failure = Failure(list(self.session.steps), div)
+                    type(self).last_failure = failure
+                    type(self).failures.append(failure)
                     raise
         finally:
             self.session.close()

@@ -697,8 +697,8 @@ class Restart(Step):
 
     kind: ClassVar[str] = "restart"
     hard: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
-    actor: ClassVar[str] = "root"
-    as_user: ClassVar[str | None] = None
+    actor: ClassVar[str] = "root"  # type: ignore[misc]
+    as_user: ClassVar[str | None] = None  # type: ignore[misc]
 
     def requests(self, ns: str) -> list[Request]:
         return []
@@ -772,8 +772,8 @@ class Subscribe(_LiveStep):
     columns: tuple[str, ...] | None = attrs.field(default=None, converter=_opt_names)
     where: Predicate | None = attrs.field(default=None, converter=_where)
     snapshot: bool = True
-    batch_size: int | None = attrs.field(default=None, converter=_opt_size("batch_size"))
-    last_rows: int | None = attrs.field(default=None, converter=_opt_size("last_rows"))
+    batch_size: int | None = attrs.field(default=None, converter=_opt_size("batch_size"))  # type: ignore[misc]
+    last_rows: int | None = attrs.field(default=None, converter=_opt_size("last_rows"))  # type: ignore[misc]
     as_user: ClassVar[str | None] = None  # type: ignore[misc]
 
     def sql(self, ns: str) -> str:
@@ -827,7 +827,7 @@ class ResubscribeFromSeq(_LiveStep):
 
     kind: ClassVar[str] = "resubscribe_from_seq"
     sub_id: str = attrs.field(converter=_sub_id)
-    from_sub: str = attrs.field(converter=_str("from_sub"))
+    from_sub: str = attrs.field(converter=_str("from_sub"))  # type: ignore[misc]
     actor: ClassVar[str] = "root"  # type: ignore[misc]
     as_user: ClassVar[str | None] = None  # type: ignore[misc]
 
