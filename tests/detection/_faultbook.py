@@ -1,0 +1,342 @@
+"""The planted-defect catalogue as the tester must see it, and the harness that hunts one defect.
+
+For every fault of ``kalammodel.server._faults.FAULTS`` that is a detection target, :data:`CASES` records the
+invariant a correct attribution names, the known minimal program (one line per step, in ``describe()`` words)
+and the budget of the detection test. :func:`hunt` runs the stateful machine exactly as
+``tests/test_stateful.py`` does (default workload, :func:`kalammodel.machine.run_machine`) against an embedded
+server with that one fault switched on, and times the first divergence and the shrinking.
+
+Shared by ``tests/detection/`` and ``benchmarks/detection.py``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import attrs
+from hypothesis import HealthCheck, Phase, settings
+
+from kalammodel.errors import Divergence
+from kalammodel.machine import Failure, run_machine
+from kalammodel.runner import Runner
+from kalammodel.targets import ActorPool, EmbeddedTarget
+from kalammodel.workloads import Workload, load_workload
+
+ROOT = Path(__file__).resolve().parents[2]
+
+#: A running flush of the embedded server takes this long, so that a read can land inside it (a real
+#: KalamDB flush of a non-trivial table takes at least as long). Only flush_read_gap needs the window.
+FLUSH_WINDOW_MS = 400
+
+
+@attrs.frozen
+class FaultCase:
+    """One planted defect: what must catch it, its known minimal program, and the test's budget."""
+
+    fault: str
+    invariant: str
+    minimal: tuple[str, ...]
+    seed: int = 0
+    max_examples: int = 40
+    step_count: int = 40
+    server_args: tuple[str, ...] = ()
+    live: bool = False
+
+    @property
+    def minimal_length(self) -> int:
+        return len(self.minimal)
+
+
+CASES: dict[str, FaultCase] = {
+    c.fault: c
+    for c in (
+        FaultCase(
+            "user_select_leak",
+            "isolation",
+            (
+                "create USER table t0 (id BIGINT PK, c1 ...) as user1",
+                "insert(t0, as user1, 1 row)",
+                "select(t0, as user2, WHERE c1 > ...)   <- user1's row shows",
+            ),
+        ),
+        FaultCase(
+            "flush_keeps_hot",
+            "uniqueness",
+            (
+                "create table t0",
+                "insert(t0, 1 row)",
+                "flush(t0)   <- full read after the flush returns the key twice",
+            ),
+        ),
+        FaultCase(
+            "delete_resurrects_after_flush",
+            "soft_delete",
+            (
+                "create table t0",
+                "insert(t0, id=k)",
+                "flush(t0)",
+                "delete(t0, id=k)",
+                "flush(t0)   <- full read after the flush shows the deleted row again",
+            ),
+        ),
+        FaultCase(
+            "cold_update_lost",
+            "hot_cold_consistency",
+            (
+                "create table t0",
+                "insert(t0, id=k)",
+                "flush(t0)",
+                "update(t0, SET c1=v WHERE id=k)",
+                "flush(t0)   <- full read after the flush shows the old value",
+            ),
+        ),
+        FaultCase(
+            "flush_read_gap",
+            "hot_cold_consistency",
+            (
+                "create table t0",
+                "insert(t0, 1 row)",
+                "start_flush(t0)",
+                "select(t0)   <- the row being flushed is missing",
+            ),
+            server_args=("--flush-delay-ms", str(FLUSH_WINDOW_MS)),
+        ),
+        FaultCase(
+            "execute_as_wrong_partition",
+            "isolation",
+            (
+                "create USER table t0",
+                "insert(t0, as svc executing as user1, 1 row)   <- read-back by user1 misses it",
+            ),
+        ),
+        FaultCase(
+            "user_writes_private_shared",
+            "rbac",
+            (
+                "create SHARED table t0 ACCESS_LEVEL PRIVATE",
+                "probe_shared_write(t0, as user1)   <- expected PERMISSION_DENIED, got ok",
+            ),
+        ),
+        FaultCase(
+            "readd_column_old_values",
+            "schema_evolution",
+            (
+                "create table t0 (id PK, c1)",
+                "insert(t0, c1=v)",
+                "alter_drop(t0, c1)",
+                "alter_add(t0, c1)   <- full read shows v in the new c1",
+            ),
+        ),
+        FaultCase(
+            "stream_never_expires",
+            "stream_ttl",
+            (
+                "create STREAM table t0 TTL 1s",
+                "stream_insert(t0, 1 row)",
+                "pause(TTL + slack)   <- full read still returns the expired row",
+            ),
+        ),
+        FaultCase(
+            "manifest_missing_file",
+            "cold_files",
+            (
+                "create table t0",
+                "insert(t0, 1 row)",
+                "flush(t0)   <- manifest.json lists a segment whose Parquet file is missing",
+            ),
+        ),
+        FaultCase(
+            "live_cross_user",
+            "live_query",
+            (
+                "create USER table t0",
+                "subscribe(t0, as user2)",
+                "insert(t0, as user1)   <- user2's subscription receives user1's insert",
+            ),
+            live=True,
+        ),
+        FaultCase(
+            "snapshot_has_more_early",
+            "live_query",
+            (
+                "create table t0",
+                "insert(t0, 2 rows)",
+                "subscribe(t0, batch_size=1)   <- the first batch says has_more=false",
+            ),
+            live=True,
+        ),
+        FaultCase(
+            "live_delete_missing",
+            "live_query",
+            (
+                "create table t0",
+                "insert(t0, id=k)",
+                "subscribe(t0)",
+                "delete(t0, id=k)   <- no delete change arrives",
+            ),
+            live=True,
+        ),
+        FaultCase(
+            "from_seq_replays",
+            "live_query",
+            (
+                "create table t0",
+                "insert(t0, 1 row)",
+                "subscribe(t0)",
+                "resubscribe_from_seq(t0)   <- the change at from_seq_id is delivered again",
+            ),
+            live=True,
+        ),
+    )
+}
+
+
+def detection_settings(case: FaultCase, *, max_examples: int | None = None) -> settings:
+    """Settings of one hunt: explicit seed (set by :func:`hunt`), fixed budget, no database, no deadline.
+
+    The explain phase is left out: it replays the minimal example many more times only to annotate it.
+    """
+    return settings(
+        max_examples=max_examples or case.max_examples,
+        stateful_step_count=case.step_count,
+        deadline=None,
+        database=None,
+        derandomize=False,
+        phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink),
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much],
+        print_blob=False,
+        report_multiple_bugs=False,
+    )
+
+
+def default_workload() -> Workload:
+    return load_workload("default", search_dirs=(ROOT / "models",))
+
+
+@attrs.define
+class Server:
+    """An embedded server with some faults on, and its logged-in actor pool."""
+
+    target: EmbeddedTarget
+    pool: ActorPool
+    workload: Workload
+
+
+@contextmanager
+def embedded(faults: tuple[str, ...] = (), server_args: tuple[str, ...] = ()) -> Iterator[Server]:
+    """Start an embedded server with ``faults`` on; stop it and remove its data afterwards."""
+    workload = default_workload()
+    target = EmbeddedTarget(faults, extra_args=server_args)
+    try:
+        target.start()
+        pool = ActorPool.for_target(target, workload.roles())
+        try:
+            pool.open_all()
+            yield Server(target, pool, workload)
+        finally:
+            pool.close()
+    finally:
+        target.close()
+
+
+@attrs.define
+class Hunt:
+    """The outcome of one hunt: the shrunk failure (or None) and where the time went."""
+
+    failure: Failure | None
+    seconds_to_first_failure: float | None
+    seconds_total: float
+    examples_run: int
+
+    @property
+    def seconds_shrinking(self) -> float | None:
+        if self.seconds_to_first_failure is None:
+            return None
+        return self.seconds_total - self.seconds_to_first_failure
+
+    @property
+    def shrunk_length(self) -> int | None:
+        return None if self.failure is None else len(self.failure.steps)
+
+    @property
+    def invariant(self) -> str | None:
+        return None if self.failure is None else self.failure.divergence.invariant
+
+
+class _TimedRunner(Runner):
+    """A Runner that notes when the first divergence of the hunt is raised and how many examples ran."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.started = time.perf_counter()
+        self.first_divergence: float | None = None
+        self.sessions = 0
+
+    def session(self, namespace: str | None = None) -> Any:
+        session = super().session(namespace)
+        self.sessions += 1
+        for name in ("run", "check_all"):
+            setattr(session, name, self._timed(getattr(session, name)))
+        return session
+
+    def _timed(self, method: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(*args, **kwargs)
+            except Divergence:
+                if self.first_divergence is None:
+                    self.first_divergence = time.perf_counter()
+                raise
+
+        return call
+
+
+def runner_extensions() -> dict[str, Any]:
+    """Runner keyword arguments that switch on the live-query checks (as tests/test_stateful.py does)."""
+    try:
+        from kalammodel.live import live_extension
+    except ImportError:
+        return {}
+    return {"extensions": [live_extension]}
+
+
+def live_checks_available() -> bool:
+    return bool(runner_extensions())
+
+
+def hunt(
+    server: Server, case: FaultCase, *, seed: int | None = None, max_examples: int | None = None
+) -> Hunt:
+    """Run the stateful machine (default workload) until it fails or the budget is spent; time it."""
+    runner = _TimedRunner(server.target, server.pool, **runner_extensions())
+    failure = run_machine(
+        runner,
+        server.workload,
+        settings=detection_settings(case, max_examples=max_examples),
+        seed=case.seed if seed is None else seed,
+    )
+    ended = time.perf_counter()
+    first = None if runner.first_divergence is None else runner.first_divergence - runner.started
+    return Hunt(failure, first, ended - runner.started, runner.sessions)
+
+
+_VOLATILE = (
+    (re.compile(r"\bkm_[0-9a-f]{10}\b"), "<ns>"),
+    (re.compile(r"\bkm_(\w+?)_[a-z0-9]{4}\b"), r"<\1>"),
+    (re.compile(r"\b_seq\b[^,)\]}]*"), "_seq=<seq>"),
+    (re.compile(r"\b\d{13,}\b"), "<n>"),
+    (re.compile(r"\b\d+(\.\d+)? ?ms\b"), "<ms>"),
+    (re.compile(r"FL-\w+"), "<job>"),
+)
+
+
+def mask(text: str) -> str:
+    """``text`` with the volatile parts (namespace, user suffixes, seqs, times, job ids) masked."""
+    for pattern, repl in _VOLATILE:
+        text = pattern.sub(repl, text)
+    return text
