@@ -22,8 +22,8 @@ SLACK = 2
 
 SNAPSHOT_FLUSH_KEEPS_HOT = """\
 Failing test case (3 steps):
-  #0  create_table(t0, USER, [id BIGINT PRIMARY KEY, c0 BIGINT NOT NULL], by=dba)
-  #1  insert(t0, by=dba, (id, c0) VALUES (0, 0))
+  #0  create_table(t0, USER, [id BIGINT PRIMARY KEY, c0 BIGINT], by=dba)
+  #1  insert(t0, by=dba, (id, c0) VALUES (0, None))
   #2  flush(t0, by=dba)   <-- diverged here
 """
 
