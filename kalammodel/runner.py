@@ -603,6 +603,31 @@ class Session:
                 expected=expected.get("newest"),
                 actual=[str(p) for p in problems],
             )
+        self._check_routing(Path(data_dir) / "storage")
+
+    def _check_routing(self, base: Path) -> None:
+        """Storage routing: every cold file under this namespace lies in the directory of a table it has.
+
+        A file in another table's directory, in a dropped table's, or outside any table's, is a routing bug.
+        """
+        from .checks.cold import find_stray_files
+
+        root = base / self.ns
+        if not root.is_dir():
+            return
+        allowed = [root / name for name in self.model.tables]
+        strays = find_stray_files(root, allowed)
+        if strays:
+            raise Divergence(
+                "storage_routing",
+                f"cold files of namespace {self.ns} outside the directories of its tables: "
+                + "; ".join(str(p) for p in strays[:5]),
+                step_index=self.step_index,
+                step=self._current_step(),
+                request=f"list {root}",
+                expected=[str(a) for a in allowed],
+                actual=[str(p) for p in strays],
+            )
 
     # ------------------------------------------------------------------ attribution
 
