@@ -58,7 +58,7 @@ def _detect(fault: str) -> Hunt:
 
 
 #: Faults proven elsewhere: the flaky one by the flaky classification (tests/test_failure_to_report.py), and
-#: lost acknowledged writes by the restart step on a fixed program (tests/test_durability.py).
+#: lost acknowledged writes by the restart step on a fixed program (tests/test_restart_step.py).
 COVERED_ELSEWHERE = {"random_flaky_select", "acknowledged_writes_lost"}
 
 
