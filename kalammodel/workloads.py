@@ -272,7 +272,7 @@ DEFAULTS: dict[str, Any] = {
         "insert": 10, "insert_duplicate": 1, "update_pk": 4, "update_pred": 2, "delete_pk": 3, "delete_pred": 1,
         "reinsert_deleted": 2, "select": 5, "count": 2, "select_deleted": 1, "flush": 2, "flush_while_active": 1,
         "alter_add": 1, "alter_drop": 1, "rbac_probe": 2, "stream_insert": 3, "stream_select": 2, "pause": 1,
-        "subscribe": 2, "next_batch": 2, "unsubscribe": 1, "resubscribe_from_seq": 1,
+        "subscribe": 2, "next_batch": 2, "unsubscribe": 1, "resubscribe_from_seq": 1, "restart": 1,
     },
     "batches": {"insert_rows": {"min": 1, "max": 4}, "live_batch_size": {"min": 1, "max": 20}},
     "stream": {"ttl_seconds": {"min": 2, "max": 30}},

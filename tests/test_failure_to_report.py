@@ -34,6 +34,9 @@ from kalammodel.targets import ActorPool, EmbeddedTarget
 from kalammodel.workloads import load_workload
 
 FAULT = "delete_resurrects_after_flush"
+#: The work-queue scenario (models/jobs.toml): jobs are inserted, claimed, deleted when done, and tables are
+#: flushed while that goes on — where a resurrected deleted row hurts a KalamDB user.
+WORKLOAD = "jobs"
 #: The invariants a resurrected row may be attributed to: it is a deleted row showing again (soft_delete),
 #: seen through a read that merges hot and cold tiers (hot_cold_consistency).
 RESURRECTION_INVARIANTS = {"soft_delete", "hot_cold_consistency"}
@@ -66,7 +69,7 @@ def clean() -> Iterator[_Server]:
 
 
 def _without_slow_steps(workload: Any) -> Any:
-    """The default workload without pauses and restarts: this test is about the path from a failure to a
+    """The workload without pauses and restarts: this test is about the path from a failure to a
     report, and each shrinking replay of a pause costs a STREAM TTL of real time."""
     ops = tuple((name, 0.0 if name in ("pause", "restart") else w) for name, w in workload.operations.items)
     return attrs.evolve(workload, operations=attrs.evolve(workload.operations, items=ops))
@@ -83,11 +86,11 @@ def found(faulty: _Server, tmp_path_factory: pytest.TempPathFactory) -> tuple[An
         suppress_health_check=list(HealthCheck),
         report_multiple_bugs=False,
     )
-    failure = run_machine(faulty.runner, _without_slow_steps(load_workload("default")), settings=budget)
+    failure = run_machine(faulty.runner, _without_slow_steps(load_workload(WORKLOAD)), settings=budget)
     assert failure is not None, f"the stateful test did not find {FAULT} within {budget.max_examples} examples"
     directory = tmp_path_factory.mktemp("cases")
     saved = save_case(
-        directory, failure.steps, failure.divergence, target=faulty.target, workload="default",
+        directory, failure.steps, failure.divergence, target=faulty.target, workload=WORKLOAD,
         runner=faulty.runner, replays=3,
     )  # fmt: skip
     return failure, saved
