@@ -313,14 +313,7 @@ class Session:
             outcome = Outcome(ok=False, status=exc.status, code=exc.code, message=exc.message)
         except (TransportError, DeadlineExceeded) as exc:
             self._record(request, "transport-error", str(exc), started)
-            raise Divergence(
-                "availability",
-                f"the server did not answer: {exc}",
-                step_index=self.step_index,
-                step=self._current_step(),
-                request=str(request),
-                actor=request.actor,
-            ) from exc
+            raise self._unanswered(request, "the server did not answer", exc) from exc
         else:
             outcome = _outcome_of(response)
         self._record(
@@ -331,6 +324,17 @@ class Session:
     def transcript_note(self, text: str) -> None:
         """Record something the runner did that is not a request (a restart, a wait)."""
         self.transcript.append(TranscriptEntry(self.step_index, text, "root", "note", text, 0.0))
+
+    def _unanswered(self, request: Request, what: str, exc: Exception) -> Divergence:
+        """The ``availability`` divergence for a request the server did not answer (transport error, deadline)."""
+        return Divergence(
+            "availability",
+            f"{what}: {exc}",
+            step_index=self.step_index,
+            step=self._current_step(),
+            request=str(request),
+            actor=request.actor,
+        )
 
     def _record(self, request: Request, status: str, summary: str, started: float) -> None:
         self.transcript.append(
@@ -530,14 +534,7 @@ class Session:
         except SqlError as exc:
             outcome = Outcome(ok=False, status=exc.status, code=exc.code, message=exc.message)
         except (TransportError, DeadlineExceeded) as exc:
-            raise Divergence(
-                "availability",
-                f"full read failed: {exc}",
-                step_index=self.step_index,
-                step=self._current_step(),
-                request=str(request),
-                actor=request.actor,
-            ) from exc
+            raise self._unanswered(request, "full read failed", exc) from exc
         else:
             outcome = Outcome(
                 ok=True,

@@ -259,7 +259,29 @@ class _Spawned:
             self._stderr.close()
 
 
-class EmbeddedTarget(Target):
+class _OwnedProcess(Target):
+    """A target that started its server process itself, so it can stop, SIGKILL and restart it."""
+
+    _proc: _Spawned | None
+    stop_timeout: float
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.stop(grace=self.stop_timeout)
+            self._proc = None
+
+    def kill(self) -> None:
+        """SIGKILL the server: no shutdown, no final flush. ``start()`` brings it back on the same data."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc = None
+
+    def restart(self, *, hard: bool = False) -> None:
+        self.kill() if hard else self.stop()
+        self.start()
+
+
+class EmbeddedTarget(_OwnedProcess):
     """The embedded server, spawned as a separate process so that kill and restart are real.
 
     ``python -m kalammodel.server --port 0 --data-dir <tmp> --root-password <generated> --jwt-secret <generated>
@@ -365,21 +387,6 @@ class EmbeddedTarget(Target):
         self._base_url = proc.url
         self.port = urlsplit(proc.url).port or self.port
 
-    def stop(self) -> None:
-        if self._proc is not None:
-            self._proc.stop(grace=self.stop_timeout)
-            self._proc = None
-
-    def kill(self) -> None:
-        """SIGKILL the server: no shutdown, no final flush. ``start()`` brings it back on the same data."""
-        if self._proc is not None:
-            self._proc.kill()
-            self._proc = None
-
-    def restart(self, *, hard: bool = False) -> None:
-        self.kill() if hard else self.stop()
-        self.start()
-
     def close(self) -> None:
         """Stop the server and remove the temporary directory (and the data dir, if the target made it)."""
         self.stop()
@@ -438,7 +445,7 @@ class RemoteTarget(Target):
             )
 
 
-class ProcessTarget(Target):
+class ProcessTarget(_OwnedProcess):
     """A real server started by a command line, e.g. ``kalamdb-server docs/kalamdb-test-server.toml``.
 
     The tester owns the process: ``kill()`` (SIGKILL), ``restart()``. ``base_url`` is where the command's server
@@ -521,20 +528,6 @@ class ProcessTarget(Target):
                 )
             ) from None
         self._version = str(body.get("version", "unknown"))
-
-    def stop(self) -> None:
-        if self._proc is not None:
-            self._proc.stop(grace=self.stop_timeout)
-            self._proc = None
-
-    def kill(self) -> None:
-        if self._proc is not None:
-            self._proc.kill()
-            self._proc = None
-
-    def restart(self, *, hard: bool = False) -> None:
-        self.kill() if hard else self.stop()
-        self.start()
 
     def close(self) -> None:
         self.stop()
