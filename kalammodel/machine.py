@@ -12,6 +12,7 @@ Hypothesis replays the minimal failing example last, that is the shrunk program 
 from __future__ import annotations
 
 import sys
+import time
 from typing import Any, ClassVar
 
 import attrs
@@ -821,13 +822,53 @@ def run_machine(
     settings: Any = None,
     hooks: tuple[Any, ...] = (),
     seed: int | None = None,
+    budget_s: float | None = None,
 ) -> Failure | None:
     """Run the state machine under ``settings`` (default: the loaded Hypothesis profile).
 
     ``seed`` fixes Hypothesis's random seed (benchmarks and detection tests run several seeds).
+    ``budget_s``: a time budget instead of an example count (long fuzzing runs). Hypothesis cannot stop a run
+    early without taking the stop for a failure, so the budget runs rounds of :data:`BUDGET_ROUND` examples
+    (or the profile's count, if smaller), each with a new seed (``seed + i`` when ``seed`` is given), and starts
+    no new round once the budget is spent; a failure ends the run as usual, shrunk in full.
+
     Returns None when every example agreed with the model, else the :class:`Failure` of Hypothesis's final
     (minimal) example. Errors that are not divergences (tool bugs, a dead target) propagate.
     """
+    if budget_s is not None:
+        if not budget_s > 0:
+            raise ValueError(f"budget_s must be positive (got {budget_s!r})")
+        return _run_for(runner, workload, settings=settings, hooks=hooks, seed=seed, budget_s=budget_s)
+    return _run_once(runner, workload, settings=settings, hooks=hooks, seed=seed)
+
+
+#: examples per round of a time-budgeted run (:func:`run_machine` with ``budget_s``)
+BUDGET_ROUND = 50
+
+
+def _run_for(
+    runner: Any, workload: Any, *, settings: Any, hooks: tuple[Any, ...], seed: int | None, budget_s: float
+) -> Failure | None:
+    import random
+
+    from hypothesis import settings as Settings
+
+    base = settings if settings is not None else Settings()
+    rounds = Settings(base, max_examples=min(BUDGET_ROUND, base.max_examples), derandomize=False)
+    first = random.SystemRandom().randrange(2**32) if seed is None else seed
+    stop_at = time.monotonic() + budget_s
+    i = 0
+    while time.monotonic() < stop_at:
+        failure = _run_once(runner, workload, settings=rounds, hooks=hooks, seed=first + i)
+        if failure is not None:
+            return failure
+        i += 1
+    return None
+
+
+def _run_once(
+    runner: Any, workload: Any, *, settings: Any, hooks: tuple[Any, ...], seed: int | None
+) -> Failure | None:
     from hypothesis.errors import Flaky
     from hypothesis.stateful import run_state_machine_as_test
 

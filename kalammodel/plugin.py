@@ -49,6 +49,18 @@ for _name, _kw in PROFILES.items():
 _PROFILE_KEY = pytest.StashKey[str]()
 _WORKLOAD_KEY = pytest.StashKey[str]()
 _USED_TARGET = pytest.StashKey[Any]()
+_REPORT_LINES = pytest.StashKey[list[str]]()
+
+
+def report_line(config: pytest.Config, line: str) -> None:
+    """Print ``line`` in the terminal summary of this pytest run (e.g. examples and steps a test ran)."""
+    config.stash.setdefault(_REPORT_LINES, []).append(line)
+
+
+def time_budget(config: pytest.Config) -> float | None:
+    """The --kalammodel-minutes budget in seconds, or None."""
+    minutes = config.getoption("--kalammodel-minutes")
+    return None if minutes is None else minutes * 60.0
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -99,6 +111,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption("--kalammodel-shared-db", default=None, metavar="DIR",
                     help="a shared example database, read but never written")  # fmt: skip
+    group.addoption("--kalammodel-minutes", default=None, type=float, metavar="N",
+                    help="time budget: start no new example after N minutes (a failure found is still shrunk); "
+                    "for long fuzz runs, e.g. --hypothesis-profile=fuzz --kalammodel-minutes=30")  # fmt: skip
     group.addoption("--kalammodel-cases-dir", default=None, metavar="DIR",
                     help="where failures are saved as case files (default: shrunk_cases/ of the checkout)")  # fmt: skip
 
@@ -145,6 +160,9 @@ def pytest_configure(config: pytest.Config) -> None:
         settings.register_profile(name, **kwargs)
         settings.load_profile(name)
     config.stash[_PROFILE_KEY] = name
+    minutes = config.getoption("--kalammodel-minutes")
+    if minutes is not None and not minutes > 0:
+        raise pytest.UsageError(f"--kalammodel-minutes must be a positive number of minutes (got {minutes})")
 
     faults = config.getoption("--kalammodel-fault")
     if faults:
@@ -207,6 +225,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     if target is not None:
         version = getattr(target, "_version", None) or "unknown"
         terminalreporter.write_line(f"kalammodel: ran against {target.describe()} (server version {version})")
+    for line in config.stash.get(_REPORT_LINES, []):
+        terminalreporter.write_line(f"kalammodel: {line}")
 
 
 @pytest.fixture(scope="session")

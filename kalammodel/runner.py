@@ -110,6 +110,20 @@ class RunResult:
     steps_run: int = 0
 
 
+@attrs.define
+class RunStats:
+    """Counters of one runner: how many examples (sessions) and steps it ran, since when (monotonic)."""
+
+    started: float
+    sessions: int = 0
+    steps: int = 0
+
+    def summary(self) -> str:
+        seconds = time.monotonic() - self.started
+        rate = self.steps / seconds if seconds > 0 else 0.0
+        return f"{self.sessions} examples, {self.steps} steps in {seconds:.0f} s ({rate:.1f} steps/s)"
+
+
 class Runner:
     """Runs steps against one target with one actor pool. Create one per test session.
 
@@ -155,6 +169,8 @@ class Runner:
         #: ``run_step(session, step) -> bool`` (True: it ran the step itself, e.g. live-query steps),
         #: ``after_step(session, step)``, ``check_all(session)`` and ``close(session)``.
         self.extensions: list[Callable[[Session], Any]] = list(extensions)
+        #: what this runner has done: examples (sessions) started and steps run, for progress reports
+        self.stats = RunStats(started=time.monotonic())
         from .durability import RestartExtension
 
         if RestartExtension.factory not in self.extensions:
@@ -215,6 +231,7 @@ class Session:
         self._flushed_tables: set[str] = set()
         self._closed = False
         self.pool.root.execute(f"CREATE NAMESPACE IF NOT EXISTS {self.ns}")
+        runner.stats.sessions += 1
         self.extensions = [factory(self) for factory in runner.extensions]
 
     # ------------------------------------------------------------------ public
@@ -223,6 +240,7 @@ class Session:
         """Run one step; raise Divergence when the server disagrees with the model."""
         self.step_index += 1
         self.steps.append(step)
+        self.runner.stats.steps += 1
         self.model.clock = self.runner.clock()
         for ext in self.extensions:
             run_step = getattr(ext, "run_step", None)

@@ -14,6 +14,7 @@ import pytest
 from kalammodel.corpus import format_failure, save_case
 from kalammodel.live import live_extension
 from kalammodel.machine import run_machine
+from kalammodel.plugin import report_line, time_budget
 from kalammodel.runner import Runner
 
 CASES = Path(__file__).resolve().parent.parent / "shrunk_cases"
@@ -22,7 +23,10 @@ CASES = Path(__file__).resolve().parent.parent / "shrunk_cases"
 def test_kalamdb_agrees_with_the_model(kalamdb_target, actor_pool, kalammodel_workload, pytestconfig):
     """Every random program gives the same outcomes on the server as in the reference model."""
     runner = Runner(kalamdb_target, actor_pool, extensions=[live_extension])
-    failure = run_machine(runner, kalammodel_workload)
+    try:
+        failure = run_machine(runner, kalammodel_workload, budget_s=time_budget(pytestconfig))
+    finally:
+        report_line(pytestconfig, f"test_stateful ran {runner.stats.summary()}")
     if failure is None:
         return
     cases_dir = Path(pytestconfig.getoption("kalammodel_cases_dir", None) or CASES)
