@@ -27,9 +27,9 @@ from typing import Any
 
 from .client import LiveConnection
 from .errors import ConnectionClosed, DeadlineExceeded, Divergence, KalamError, SqlError, TransportError
-from .model import LiveModel, LiveOptions, LiveSub, TableKind
+from .model import ExpectRows, LiveModel, LiveOptions, LiveSub, Outcome, TableKind, compare_outcome
 from .runner import TranscriptEntry
-from .steps import LIVE_STEPS, NextBatch, ResubscribeFromSeq, Step, Subscribe, Unsubscribe
+from .steps import LIVE_STEPS, NextBatch, Request, ResubscribeFromSeq, Step, Subscribe, Unsubscribe
 
 __all__ = ["LiveExtension", "live_extension"]
 
@@ -432,6 +432,7 @@ class LiveExtension:
             raise self._div(
                 session, sub, step, f"SQL read of the subscription's query failed: {exc}"
             ) from exc
+        self._sql_agrees_with_model(session, sub, cols, result)
         from .model._live import _key, _same
 
         seen = set()
@@ -487,6 +488,32 @@ class LiveExtension:
                 summary="",
                 ms=round((time.perf_counter() - started) * 1000, 3),
             )
+        )
+
+    def _sql_agrees_with_model(self, session: Any, sub: LiveSub, cols: list[str], result: Any) -> None:
+        """The SQL read that the subscription is cross-checked with must itself agree with the model; if it
+        does not, the read path is at fault (e.g. it leaks another user's rows), not the subscription, and the
+        divergence is attributed as the runner attributes a wrong SELECT."""
+        expected = session.model.select(sub.actor, sub.table, cols, sub.where, unlimited=True)
+        if not isinstance(expected, ExpectRows):
+            return
+        outcome = Outcome(
+            ok=True,
+            columns=tuple(c.name for c in result.columns),
+            rows=tuple(tuple(r) for r in result.rows),
+            row_count=result.row_count,
+        )
+        problem = compare_outcome(expected, outcome)
+        if problem is None:
+            return
+        where = "" if sub.where is None else f" WHERE {sub.where.render()}"
+        request = Request(sub.actor, f"SELECT {', '.join(cols)} FROM {session.ns}.{sub.table}{where} (paged)")
+        raise session._divergence(
+            session._current_step(),
+            request,
+            expected,
+            outcome,
+            f"SQL read of subscription {sub.id}'s query by {sub.actor}: {problem}",
         )
 
     def _div(

@@ -146,6 +146,8 @@ class Failure:
     divergence: Divergence
     #: further distinct failures Hypothesis found in the same run (each with its own minimal steps)
     others: list[Failure] = attrs.Factory(list)
+    #: the step-level reduction applied after (or instead of) Hypothesis's shrinking, if any
+    reduction: Any = None
 
 
 class KalamStateMachine(RuleBasedStateMachine):
@@ -823,8 +825,14 @@ def run_machine(
     hooks: tuple[Any, ...] = (),
     seed: int | None = None,
     budget_s: float | None = None,
+    shrink: str = "both",
 ) -> Failure | None:
     """Run the state machine under ``settings`` (default: the loaded Hypothesis profile).
+
+    ``shrink``: how a failure is minimised. ``"hypothesis"``: Hypothesis's shrinking only; ``"steps"``: no
+    Hypothesis shrinking, the step-level reducer (:mod:`kalammodel.reduce`) only, which is much faster against a
+    server; ``"both"`` (default): Hypothesis first (simpler values), then the reducer (fewer steps, and a
+    program proven to replay).
 
     ``seed`` fixes Hypothesis's random seed (benchmarks and detection tests run several seeds).
     ``budget_s``: a time budget instead of an example count (long fuzzing runs). Hypothesis cannot stop a run
@@ -835,11 +843,40 @@ def run_machine(
     Returns None when every example agreed with the model, else the :class:`Failure` of Hypothesis's final
     (minimal) example. Errors that are not divergences (tool bugs, a dead target) propagate.
     """
+    if shrink not in SHRINK_MODES:
+        raise ValueError(f"shrink must be one of {', '.join(SHRINK_MODES)} (got {shrink!r})")
+    if shrink == "steps":
+        from hypothesis import Phase
+        from hypothesis import settings as Settings
+
+        base = settings if settings is not None else Settings()
+        settings = Settings(base, phases=[p for p in base.phases if p is not Phase.shrink])
     if budget_s is not None:
         if not budget_s > 0:
             raise ValueError(f"budget_s must be positive (got {budget_s!r})")
-        return _run_for(runner, workload, settings=settings, hooks=hooks, seed=seed, budget_s=budget_s)
-    return _run_once(runner, workload, settings=settings, hooks=hooks, seed=seed)
+        failure = _run_for(runner, workload, settings=settings, hooks=hooks, seed=seed, budget_s=budget_s)
+    else:
+        failure = _run_once(runner, workload, settings=settings, hooks=hooks, seed=seed)
+    if failure is not None and shrink != "hypothesis":
+        others = [reduce_failure(runner, f) for f in failure.others]
+        failure = reduce_failure(runner, failure)
+        failure.others = others
+    return failure
+
+
+#: the values of run_machine's ``shrink`` (and of --kalammodel-shrink)
+SHRINK_MODES = ("both", "hypothesis", "steps")
+
+
+def reduce_failure(runner: Any, failure: Failure) -> Failure:
+    """``failure`` reduced step by step with :func:`kalammodel.reduce.reduce_steps`, replaying on ``runner``.
+
+    A failure that does not replay (flaky) is returned as it was, with the attempt recorded in ``reduction``.
+    """
+    from .reduce import reduce_steps
+
+    reduction = reduce_steps(runner.run_steps, failure.steps, failure.divergence)
+    return Failure(reduction.steps, reduction.divergence, list(failure.others), reduction)
 
 
 #: examples per round of a time-budgeted run (:func:`run_machine` with ``budget_s``)

@@ -114,6 +114,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--kalammodel-minutes", default=None, type=float, metavar="N",
                     help="time budget: start no new example after N minutes (a failure found is still shrunk); "
                     "for long fuzz runs, e.g. --hypothesis-profile=fuzz --kalammodel-minutes=30")  # fmt: skip
+    group.addoption("--kalammodel-shrink", default="both", choices=("both", "hypothesis", "steps"),
+                    help="how failures are minimised: Hypothesis's shrinker then the step reducer (both, default), "
+                    "one of them only (hypothesis, steps: much faster against a server; see docs/shrunk-cases.md)")  # fmt: skip
     group.addoption("--kalammodel-cases-dir", default=None, metavar="DIR",
                     help="where failures are saved as case files (default: shrunk_cases/ of the checkout)")  # fmt: skip
 

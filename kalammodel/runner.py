@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,8 @@ from .model import (
     compare_outcome,
     flush_job_id,
     flush_message_kind,
+    row_key,
+    unexpected_rows,
 )
 from .steps import Request, Step
 
@@ -664,7 +666,8 @@ class Session:
         problem: str,
         full: bool = False,
     ) -> Divergence:
-        invariant = self._classify(step, expectation, outcome, full)
+        owner = self.model.effective_user(request.actor, request.as_user)
+        invariant = self._classify(step, expectation, outcome, full, owner)
         return Divergence(
             invariant,
             problem,
@@ -676,7 +679,9 @@ class Session:
             actual=outcome.brief() if not outcome.ok or not outcome.rows else _rows_summary(outcome),
         )
 
-    def _classify(self, step: Step | None, expectation: Any, outcome: Outcome, full: bool) -> str:
+    def _classify(
+        self, step: Step | None, expectation: Any, outcome: Outcome, full: bool, owner: str | None = None
+    ) -> str:
         kind = getattr(step, "kind", "") or ""
         if isinstance(expectation, ExpectError):
             if "PERMISSION_DENIED" in expectation.codes or kind.startswith("probe"):
@@ -696,7 +701,7 @@ class Session:
                 # (or came from) another user's partition.
                 return "isolation"
         if isinstance(expectation, (ExpectRows, ExpectCount)) and outcome.ok and state is not None:
-            verdict = self._classify_rows(table, state, expectation, outcome)  # type: ignore[arg-type]
+            verdict = self._classify_rows(table, state, expectation, outcome, owner)  # type: ignore[arg-type]
             if verdict:
                 return verdict
         if state is not None and state.kind is TableKind.STREAM:
@@ -707,7 +712,13 @@ class Session:
             return "schema_evolution"
         return "outcome"
 
-    def _classify_rows(self, table: str, state: Any, expectation: Any, outcome: Outcome) -> str | None:
+    def _classify_rows(
+        self, table: str, state: Any, expectation: Any, outcome: Outcome, owner: str | None = None
+    ) -> str | None:
+        if self._rows_of_other_owners(table, state, expectation, outcome, owner):
+            return "isolation"
+        if self._count_includes_other_owners(table, state, expectation, outcome, owner):
+            return "isolation"
         pk = self.model.primary_key(table)
         cols = list(outcome.columns)
         if pk is not None and pk in cols:
@@ -765,6 +776,57 @@ class Session:
         if getattr(state, "schema_changes", None):
             return "schema_evolution"
         return None
+
+
+    def _rows_of_other_owners(
+        self, table: str, state: Any, expectation: Any, outcome: Outcome, owner: str | None
+    ) -> bool:
+        """Whether a read of ``owner``'s USER/STREAM rows returned a row it should not that is, column for
+        column, a row of another owner (and none of ``owner``'s own past versions): a partition leak.
+
+        Compares whole rows, not primary keys, because owners often share keys (each user's id=0): a leaked
+        row then looks like a duplicate key, and key-based attribution would call it a uniqueness failure.
+        """
+        if state.kind is TableKind.SHARED or owner is None or not isinstance(expectation, ExpectRows):
+            return False
+        extra = unexpected_rows(expectation, outcome.columns, outcome.rows)
+        if not extra:
+            return False
+        key = row_key(expectation)
+        columns = expectation.columns
+
+        def keys_of(rows: Iterable[Mapping[str, Any]]) -> set[tuple[Any, ...]]:
+            # visible rows carry no _deleted (False); known versions carry theirs
+            return {key(tuple(r.get(c, False if c == "_deleted" else None) for c in columns)) for r in rows}
+
+        theirs: set[tuple[Any, ...]] = set()
+        for other in self.model.scopes(table):
+            if other != owner:
+                theirs |= keys_of(self.model.visible_rows(table, other) + self.model.maybe_rows(table, other))
+        if not theirs:
+            return False
+        mine = set()
+        if owner in self.model.scopes(table):
+            for pk in self.model.known_pks(table, owner) | self.model.deleted_pks(table, owner):
+                mine |= keys_of(self.model.known_versions(table, owner, pk))
+        return any(key(row) in theirs and key(row) not in mine for row in extra)
+
+
+    def _count_includes_other_owners(
+        self, table: str, state: Any, expectation: Any, outcome: Outcome, owner: str | None
+    ) -> bool:
+        """Whether a COUNT(*) over ``owner``'s USER/STREAM rows came out too high by no more than the rows of
+        other owners that match the same WHERE: their rows were counted too (a partition leak)."""
+        if state.kind is TableKind.SHARED or owner is None or not isinstance(expectation, ExpectCount):
+            return False
+        if len(outcome.rows) != 1 or len(outcome.rows[0]) != 1 or not isinstance(outcome.rows[0][0], int):
+            return False
+        surplus = outcome.rows[0][0] - expectation.high
+        if surplus <= 0:
+            return False
+        where = getattr(self._current_step(), "where", None)
+        others = sum(self.model.matching_count(table, o, where)[1] for o in self.model.scopes(table) if o != owner)
+        return surplus <= others
 
 
 # ---------------------------------------------------------------------- helpers

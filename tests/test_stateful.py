@@ -24,7 +24,12 @@ def test_kalamdb_agrees_with_the_model(kalamdb_target, actor_pool, kalammodel_wo
     """Every random program gives the same outcomes on the server as in the reference model."""
     runner = Runner(kalamdb_target, actor_pool, extensions=[live_extension])
     try:
-        failure = run_machine(runner, kalammodel_workload, budget_s=time_budget(pytestconfig))
+        failure = run_machine(
+            runner,
+            kalammodel_workload,
+            budget_s=time_budget(pytestconfig),
+            shrink=pytestconfig.getoption("kalammodel_shrink"),
+        )
     finally:
         report_line(pytestconfig, f"test_stateful ran {runner.stats.summary()}")
     if failure is None:
@@ -32,6 +37,12 @@ def test_kalamdb_agrees_with_the_model(kalamdb_target, actor_pool, kalammodel_wo
     cases_dir = Path(pytestconfig.getoption("kalammodel_cases_dir", None) or CASES)
     reports = []
     for found in [failure, *failure.others]:
+        if found.reduction is not None:
+            r = found.reduction
+            how = "did not replay (flaky): kept as Hypothesis left it" if not r.reproduced else "reduced"
+            report_line(
+                pytestconfig, f"step reducer: {how}, {len(found.steps)} steps, {r.replays} replays in {r.seconds:.1f} s"
+            )
         saved = save_case(
             cases_dir,
             found.steps,

@@ -25,6 +25,8 @@ from ._expect import (
     compare_rows,
     flush_job_id,
     flush_message_kind,
+    row_key,
+    unexpected_rows,
 )
 from ._live import LiveChange, LiveModel, LiveOptions, LiveSub, live_filter_supported
 from ._model import Model, TableState
@@ -106,4 +108,6 @@ __all__ = [
     "pred_to_data",
     "render_timestamp",
     "render_value",
+    "row_key",
+    "unexpected_rows",
 ]

@@ -273,6 +273,37 @@ def _in_order(prev: Sequence[Any], cur: Sequence[Any], keys: Sequence[tuple[int,
     return True
 
 
+def row_key(expected: ExpectRows) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
+    """The function compare_rows uses to tell rows in ``expected.columns`` apart (checked columns, normalised)."""
+    types = expected.types or (None,) * len(expected.columns)
+    checked = [
+        (i, _normaliser(types[i])) for i, name in enumerate(expected.columns) if name not in expected.unchecked
+    ]
+
+    def key(row: Sequence[Any]) -> tuple[Any, ...]:
+        return tuple([norm(row[i]) for i, norm in checked])
+
+    return key
+
+
+def unexpected_rows(
+    expected: ExpectRows, actual_columns: Sequence[str], actual_rows: Sequence[Sequence[Any]]
+) -> list[tuple[Any, ...]]:
+    """The actual rows beyond what ``expected`` allows (as a multiset), when the columns agree; else []."""
+    if tuple(actual_columns) != tuple(expected.columns) or any(len(r) != len(expected.columns) for r in actual_rows):
+        return []
+    key = row_key(expected)
+    allowed = Counter(key(r) for r in expected.rows) + Counter(key(r) for r in expected.maybe_rows)
+    extra = []
+    for row in actual_rows:
+        k = key(row)
+        if allowed.get(k, 0) > 0:
+            allowed[k] -= 1
+        else:
+            extra.append(tuple(row))
+    return extra
+
+
 def compare_rows(
     expected: ExpectRows, actual_columns: Sequence[str], actual_rows: Sequence[Sequence[Any]]
 ) -> str | None:

@@ -847,8 +847,12 @@ class Model:
         limit: int | None = None,
         offset: int | None = None,
         as_user: str | None = None,
+        unlimited: bool = False,
     ) -> ExpectRows | ExpectError:
-        """``SELECT cols FROM t [WHERE] [ORDER BY] [LIMIT] [OFFSET]`` with the server's limits (PROTOCOL §3)."""
+        """``SELECT cols FROM t [WHERE] [ORDER BY] [LIMIT] [OFFSET]`` with the server's limits (PROTOCOL §3).
+
+        ``unlimited``: every matching row, as a paged ``client.read_all`` returns them (no query limits).
+        """
         ctx = self._ctx(actor, as_user)
         table = self._table(table_name)
         if table is None:
@@ -870,7 +874,7 @@ class Model:
             return _error(reasons)
         scope = self._scope(table, self._owner(table, ctx))
         sure, maybe = self._candidates(table, scope, where)
-        return self._window(table, names, sure, maybe, list(order_by), limit, offset)
+        return self._window(table, names, sure, maybe, list(order_by), limit, offset, unlimited=unlimited)
 
     def _window(
         self,
@@ -1078,6 +1082,12 @@ class Model:
     def scopes(self, table_name: str) -> list[str | None]:
         """Owners with rows in the table (``[None]`` for a SHARED table that has rows)."""
         return list(self._known(table_name).scopes)
+
+    def matching_count(self, table_name: str, owner: str | None, where: Predicate | None) -> tuple[int, int]:
+        """How many rows of ``owner``'s scope match ``where``: (surely, at most). No access checks."""
+        table = self._known(table_name)
+        sure, maybe = self._candidates(table, self._scope(table, owner), where)
+        return len(sure), len(sure) + len(maybe)
 
     def scope_size(self, table_name: str, owner: str | None) -> int:
         """How many primary keys (live or tombstoned) or STREAM rows a scope holds; O(1), for sizing checks."""

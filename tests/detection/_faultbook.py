@@ -310,15 +310,25 @@ def live_checks_available() -> bool:
 
 
 def hunt(
-    server: Server, case: FaultCase, *, seed: int | None = None, max_examples: int | None = None
+    server: Server,
+    case: FaultCase,
+    *,
+    seed: int | None = None,
+    max_examples: int | None = None,
+    shrink: str = "steps",
 ) -> Hunt:
-    """Run the stateful machine (default workload) until it fails or the budget is spent; time it."""
+    """Run the stateful machine (default workload) until it fails or the budget is spent; time it.
+
+    ``shrink="steps"`` (``pytest --kalammodel-shrink=steps``): the step-level reducer minimises the failure,
+    not Hypothesis's shrinker, which spends minutes per fault against a server.
+    """
     runner = _TimedRunner(server.target, server.pool, **runner_extensions())
     failure = run_machine(
         runner,
         server.workload,
         settings=detection_settings(case, max_examples=max_examples),
         seed=case.seed if seed is None else seed,
+        shrink=shrink,
     )
     ended = time.perf_counter()
     first = None if runner.first_divergence is None else runner.first_divergence - runner.started

@@ -1,0 +1,139 @@
+"""Step-level reduction of a failing program: delete and simplify steps while the replay still diverges.
+
+Hypothesis shrinks the *choices* a program was drawn from. That simplifies values well, but a stateful program
+against a server costs tens of milliseconds per attempt and Hypothesis makes thousands of attempts, most of them
+to minimise integers; and steps that depend on each other (a table, then rows in it, then a flush of it) are hard
+to delete through choice sequences. Because kalammodel's steps are data, a program can also be reduced
+directly: replay it with a step (or a chunk of steps) left out, or with one step made simpler, and keep the
+change when the replay still diverges on the same invariant. Deletions first in halves, then quarters, ...,
+then one by one (ddmin), repeated until no single deletion or simplification keeps the failure: the result is
+1-minimal, and every accepted candidate was itself replayed to a divergence, so the saved case replays.
+
+Used after Hypothesis's shrinking (``--kalammodel-shrink=both``, the default) or instead of it
+(``--kalammodel-shrink=steps``: the fast path for long runs and the detection tests).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import attrs
+
+from .errors import Divergence
+from .steps import Step
+
+__all__ = ["Reduction", "reduce_steps", "simplifications"]
+
+
+@attrs.define
+class Reduction:
+    """The reduced program, its divergence, and what the reduction cost."""
+
+    steps: list[Step]
+    divergence: Divergence
+    replays: int
+    seconds: float
+    #: False when the original program did not diverge again on replay (a flaky failure): left as it was
+    reproduced: bool = True
+
+
+def simplifications(step: Step) -> Iterator[Step]:
+    """Simpler variants of ``step``, each one change away: a multi-row INSERT cut to one row; an INSERT without
+    one of its non-first columns (so that an ADD COLUMN it named can go too); a read, write or subscription
+    without its WHERE, ORDER BY, OFFSET/LIMIT or projection. Variants that a step's validators refuse are
+    skipped. Candidates that change what the program means are fine: only one that still diverges on the same
+    invariant is kept."""
+    if not attrs.has(type(step)):
+        return
+    fields = attrs.fields_dict(type(step))  # type: ignore[arg-type]
+    changes: list[dict[str, Any]] = []
+    rows = getattr(step, "rows", None)
+    if "rows" in fields and isinstance(rows, tuple) and len(rows) > 1:
+        changes += [{"rows": (row,)} for row in rows]
+    if "rows" in fields and "types" in fields and isinstance(rows, tuple):
+        columns = step.columns  # type: ignore[attr-defined]
+        for j in range(len(columns) - 1, 0, -1):
+            changes.append(
+                {
+                    "columns": columns[:j] + columns[j + 1 :],
+                    "types": step.types[:j] + step.types[j + 1 :],  # type: ignore[attr-defined]
+                    "rows": tuple(r[:j] + r[j + 1 :] for r in rows),
+                }
+            )
+    for name, simpler in (("where", None), ("order_by", ()), ("offset", None), ("limit", None)):
+        if name in fields and getattr(step, name) not in (None, ()):
+            changes.append({name: simpler})
+    if "rows" not in fields and "columns" in fields and step.columns is not None:  # type: ignore[attr-defined]
+        changes.append({"columns": None})
+    for change in changes:
+        try:
+            yield attrs.evolve(step, **change)  # type: ignore[misc]
+        except (TypeError, ValueError):
+            continue
+
+
+def reduce_steps(
+    replay: Callable[[Sequence[Step]], Any],
+    steps: Sequence[Step],
+    divergence: Divergence,
+    *,
+    max_replays: int = 400,
+    max_seconds: float = 300.0,
+) -> Reduction:
+    """Reduce ``steps`` (which diverged with ``divergence``) to a 1-minimal program diverging on the same invariant.
+
+    ``replay(steps)`` runs a program on a fresh namespace and returns a :class:`kalammodel.runner.RunResult`
+    (``Runner.run_steps``). Stops early after ``max_replays`` replays or ``max_seconds``; whatever was reduced
+    by then is kept.
+    """
+    started = time.monotonic()
+    replays = 0
+    invariant = divergence.invariant
+
+    def budget_left() -> bool:
+        return replays < max_replays and time.monotonic() - started < max_seconds
+
+    def attempt(candidate: list[Step]) -> tuple[list[Step], Divergence] | None:
+        nonlocal replays
+        replays += 1
+        result = replay(candidate)
+        div = getattr(result, "divergence", None)
+        if div is None or div.invariant != invariant:
+            return None
+        # Steps after the diverging one never ran: the program ends there.
+        run = getattr(result, "steps_run", len(candidate)) or len(candidate)
+        return list(candidate[:run]), div
+
+    first = attempt(list(steps))
+    if first is None:
+        return Reduction(list(steps), divergence, replays, time.monotonic() - started, reproduced=False)
+    best, best_div = first
+
+    changed = True
+    while changed and budget_left():
+        changed = False
+        chunk = max(1, len(best) // 2)
+        while chunk >= 1 and budget_left():
+            i = len(best) - chunk
+            while i >= 0 and budget_left():
+                candidate = best[:i] + best[i + chunk :]
+                found = attempt(candidate) if candidate else None
+                if found is not None:
+                    best, best_div = found
+                    changed = True
+                    i = min(i, len(best)) - chunk
+                else:
+                    i -= chunk
+            chunk //= 2
+        for index in range(len(best)):
+            if not budget_left() or index >= len(best):
+                break
+            for simpler in simplifications(best[index]):
+                found = attempt(best[:index] + [simpler] + best[index + 1 :])
+                if found is not None:
+                    best, best_div = found
+                    changed = True
+                    break
+    return Reduction(best, best_div, replays, time.monotonic() - started)
