@@ -153,3 +153,20 @@ def test_simplifications_drop_clauses_and_insert_columns():
         Insert("user1", "t0", ("id", "a"), (ColumnType.BIGINT,) * 2, ((1, 2),)),
         Insert("user1", "t0", ("id", "b"), (ColumnType.BIGINT,) * 2, ((1, 3),)),
     ]
+
+
+def test_running_flushes_are_made_waited_when_the_failure_stays():
+    """A program whose failure also shows with the flush waited for loses its timing dependence."""
+    from kalammodel.steps import StartFlush
+
+    steps = [insert(1), StartFlush("dba", "t0"), insert(2)]
+
+    def replay(candidate: Sequence[Step]) -> RunResult:
+        flushed = any(isinstance(s, Flush) for s in candidate)  # StartFlush is a Flush too
+        if flushed and insert(2) in candidate:
+            return RunResult(ok=False, divergence=Divergence("uniqueness", "x"), steps_run=len(candidate))
+        return RunResult(ok=True, steps_run=len(candidate))
+
+    result = reduce_steps(replay, steps, Divergence("uniqueness", "x"))
+    assert result.steps == [Flush("dba", "t0"), insert(2)]
+    assert type(result.steps[0]) is Flush and result.confirmed is True
