@@ -522,6 +522,7 @@ class LiveExtension:
             expected,
             outcome,
             f"SQL read of subscription {sub.id}'s query by {sub.actor}: {problem}",
+            table=sub.table,
         )
 
     def _div(

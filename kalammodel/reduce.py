@@ -104,8 +104,19 @@ def reduce_steps(
     def budget_left() -> bool:
         return replays < max_replays and time.monotonic() - started < max_seconds
 
-    def attempt(candidate: list[Step]) -> tuple[list[Step], Divergence] | None:
+    tried: set[tuple[Step, ...]] = set()
+
+    def attempt(candidate: list[Step], memo: bool = True) -> tuple[list[Step], Divergence] | None:
         nonlocal replays
+        seen = False
+        if memo:
+            try:
+                seen = tuple(candidate) in tried
+                tried.add(tuple(candidate))
+            except TypeError:  # a step holding an unhashable value: no memo
+                pass
+        if seen:
+            return None  # replayed before without the divergence (or it would be the current best)
         replays += 1
         result = replay(candidate)
         div = getattr(result, "divergence", None)
@@ -127,9 +138,14 @@ def reduce_steps(
             best, best_div = found
 
     changed = True
+    first_pass = True
     while changed and budget_left():
         changed = False
-        chunk = max(1, len(best) // 2)
+        # Halves, quarters, ... on the first pass; later passes only retry single steps and simplifications
+        # (a failure found by a long program usually needs a handful of its steps: the big cuts succeed or
+        # fail on the first pass, and each replay of a program with a pause costs a STREAM TTL).
+        chunk = max(1, len(best) // 2) if first_pass else 1
+        first_pass = False
         while chunk >= 1 and budget_left():
             i = len(best) - chunk
             while i >= 0 and budget_left():
@@ -151,5 +167,5 @@ def reduce_steps(
                     best, best_div = found
                     changed = True
                     break
-    confirmed = attempt(best) is not None if replays < max_replays else None
+    confirmed = attempt(best, memo=False) is not None if replays < max_replays else None
     return Reduction(best, best_div, replays, time.monotonic() - started, confirmed=confirmed)

@@ -575,6 +575,7 @@ class Session:
                 outcome,
                 f"full read of scope {table}/{owner or '<shared>'}: {problem}",
                 full=True,
+                table=table,
             )
         if self.runner.cold_checks:
             self._check_cold(table, owner)
@@ -666,9 +667,11 @@ class Session:
         outcome: Outcome,
         problem: str,
         full: bool = False,
+        table: str | None = None,
     ) -> Divergence:
+        """``table``: the table that was read when it is not the step's (a full scope read, a live SQL check)."""
         owner = self.model.effective_user(request.actor, request.as_user)
-        invariant = self._classify(step, expectation, outcome, full, owner)
+        invariant = self._classify(step, expectation, outcome, full, owner, table)
         return Divergence(
             invariant,
             problem,
@@ -681,7 +684,13 @@ class Session:
         )
 
     def _classify(
-        self, step: Step | None, expectation: Any, outcome: Outcome, full: bool, owner: str | None = None
+        self,
+        step: Step | None,
+        expectation: Any,
+        outcome: Outcome,
+        full: bool,
+        owner: str | None = None,
+        read_table: str | None = None,
     ) -> str:
         kind = getattr(step, "kind", "") or ""
         if isinstance(expectation, ExpectError):
@@ -694,9 +703,14 @@ class Session:
             return "outcome"
         if kind.startswith("probe") and not outcome.ok:
             return "rbac"
-        table = getattr(step, "table", None)
+        table = read_table if read_table is not None else getattr(step, "table", None)
         state = self.model.tables.get(table) if isinstance(table, str) else None
-        if not full and isinstance(expectation, ExpectRows) and kind in ("insert", "update", "delete"):
+        if (
+            not full
+            and outcome.ok
+            and isinstance(expectation, ExpectRows)
+            and kind in ("insert", "update", "delete")
+        ):
             # (not a full scope read that happens to run during such a step: that is about the whole scope)
             if getattr(step, "as_user", None) is not None and state is not None:
                 # The read-back of an EXECUTE AS USER write by its target user disagrees: the write went to

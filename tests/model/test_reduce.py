@@ -170,3 +170,18 @@ def test_running_flushes_are_made_waited_when_the_failure_stays():
     result = reduce_steps(replay, steps, Divergence("uniqueness", "x"))
     assert result.steps == [Flush("dba", "t0"), insert(2)]
     assert type(result.steps[0]) is Flush and result.confirmed is True
+
+
+def test_no_candidate_is_replayed_twice_except_the_confirmation():
+    steps = program(24)
+    seen: list[tuple[Step, ...]] = []
+    script = Script([steps[2], steps[11], steps[17]])
+
+    def replay(candidate: Sequence[Step]) -> RunResult:
+        seen.append(tuple(candidate))
+        return script(candidate)
+
+    result = reduce_steps(replay, steps, first_divergence(script, steps))
+    assert result.confirmed is True
+    assert seen[-1] == tuple(result.steps)  # the confirmation replay
+    assert len(set(seen[:-1])) == len(seen) - 1
