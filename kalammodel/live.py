@@ -289,6 +289,11 @@ class LiveExtension:
         sub = self.live.subs.get(step.sub_id)
         if sub is None or sub.status != "loading" or step.sub_id not in self.conns:
             return
+        if sub.tainted:
+            # The model no longer predicts this subscription (an ALTER TABLE ran since it started), so its
+            # status stays "loading" although the server may have finished the snapshot; asking for another
+            # batch would then take the next change for a batch. Nothing is asked, nothing is checked.
+            return
         try:
             self.conns[step.sub_id].next_batch(step.sub_id, sub.last_seq)
         except (KalamError, OSError) as exc:
