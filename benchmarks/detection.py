@@ -1,6 +1,6 @@
 """Mutation score of the tester: does the stateful machine find, attribute and shrink every planted defect?
 
-Run: /tmp/venv/bin/python benchmarks/detection.py [--seeds 5] [--fault NAME ...] [--max-examples 100]
+Run: python benchmarks/detection.py [--seeds 5] [--fault NAME ...] [--max-examples 100] [--verbose]
 
 For each fault of the catalogue (tests/detection/_faultbook.py; the live-query ones only once
 ``kalammodel.live`` exists) and each seed 0..N-1, one embedded server with that fault runs the default
@@ -34,6 +34,7 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, default=5, help="seeds per fault (0..N-1)")
     ap.add_argument("--fault", action="append", default=[], help="only these faults (repeatable)")
     ap.add_argument("--max-examples", type=int, default=100, help="example budget per hunt")
+    ap.add_argument("--verbose", action="store_true", help="also print one line per seed")
     args = ap.parse_args()
 
     live = live_checks_available()
@@ -58,7 +59,15 @@ def main() -> int:
         hunts: list[Hunt] = []
         with embedded((name,), case.server_args) as server:
             for seed in range(args.seeds):
-                hunts.append(hunt(server, case, seed=seed, max_examples=args.max_examples))
+                h = hunt(server, case, seed=seed, max_examples=args.max_examples)
+                hunts.append(h)
+                if args.verbose:
+                    print(
+                        f"  {name} seed={seed}: found={h.failure is not None} invariant={h.invariant} "
+                        f"t_first={_fmt(h.seconds_to_first_failure).strip()} "
+                        f"shrink={_fmt(h.seconds_shrinking).strip()} length={h.shrunk_length}",
+                        flush=True,
+                    )
         found = [h for h in hunts if h.failure is not None]
         firsts = [h.seconds_to_first_failure for h in found if h.seconds_to_first_failure is not None]
         shrinks = [h.seconds_shrinking for h in found if h.seconds_shrinking is not None]
