@@ -87,13 +87,21 @@ def live_predicates(columns: list[Column]) -> st.SearchStrategy[Any]:
         leaves.append(
             st.sampled_from(equality).flatmap(
                 lambda c: st.builds(
-                    Cmp, st.just(c.name), st.just(c.type), st.sampled_from(["=", "!="]), values(c.type, pk=c.primary_key)
+                    Cmp,
+                    st.just(c.name),
+                    st.just(c.type),
+                    st.sampled_from(["=", "!="]),
+                    values(c.type, pk=c.primary_key),
                 )
             )
         )
     if texts:
         leaves.append(
-            st.builds(Like, st.sampled_from([c.name for c in texts]), st.text(alphabet="ab%_", min_size=1, max_size=3))
+            st.builds(
+                Like,
+                st.sampled_from([c.name for c in texts]),
+                st.text(alphabet="ab%_", min_size=1, max_size=3),
+            )
         )
     if not leaves:
         raise ValueError("no NOT NULL column can carry a live filter")
@@ -105,6 +113,7 @@ def live_predicates(columns: list[Column]) -> st.SearchStrategy[Any]:
         ),
         max_leaves=3,
     )
+
 
 if sys.version_info < (3, 11):  # pragma: no cover - Hypothesis depends on the backport there
     from exceptiongroup import BaseExceptionGroup
@@ -230,7 +239,8 @@ class KalamStateMachine(RuleBasedStateMachine):
         via = [(i, s) for i in impersonators for s in SYNTHETIC_USERS]
         via += [(i, u) for i in impersonators for u in users]
         who = data.draw(st.sampled_from(own + via), label="actor")
-        if table is not None and who not in used:
+        # Only writers become the table's owners: a reader registered here would scatter later writes.
+        if write and table is not None and who not in used:
             self.who_used.setdefault(table, []).append(who)
         return who
 
@@ -318,9 +328,19 @@ class KalamStateMachine(RuleBasedStateMachine):
         if state.kind is TableKind.STREAM:
             return self._stream_write(state, data)
         op = self._pick(data, _WRITE_OPS) if self._on(*_WRITE_OPS) else "insert"
+        pk = state.pk.column if state.pk is not None else None
+        cold = self._cold_target(data, state) if op in ("update_pk", "delete_pk") and pk is not None else None
+        if cold is not None:
+            actor, as_user, key = cold
+            if op == "delete_pk":
+                self._run(Delete.by_pk(actor, state.spec.name, pk.name, pk.type, key, as_user))  # type: ignore[union-attr]
+                return multiple()
+            assignments = self._assignments(state, data)
+            if assignments:
+                self._run(Update.by_pk(actor, state.spec.name, pk.name, pk.type, key, assignments, as_user))  # type: ignore[union-attr]
+            return multiple()
         actor, as_user = self._who(data, state.kind, write=True, table=state.spec.name)
         owner = self._owner(state, actor, as_user)
-        pk = state.pk.column if state.pk is not None else None
         if op in ("insert", "insert_duplicate", "reinsert_deleted") or pk is None:
             return self._insert(state, data, actor, as_user, owner, op)
         if op in ("update_pk", "update_pred"):
@@ -342,6 +362,30 @@ class KalamStateMachine(RuleBasedStateMachine):
             where = data.draw(predicates(self._columns(state)), label="where")
             self._run(Delete(actor, state.spec.name, where, as_user))
         return multiple()
+
+    def _cold_target(self, data: st.DataObject, state: Any) -> tuple[str, str | None, Any] | None:
+        """Half the time, an update or delete by PK aims at a row that lives in cold storage, as one of the
+        identities that wrote the table: (actor, EXECUTE AS, key), or None.
+
+        Rows that crossed the hot/cold boundary are where KalamDB's worst bugs were found (a deleted flushed
+        row coming back, a flushed key that cannot be inserted again: docs/kalamdb-findings.md 1 and 2); a key
+        drawn from all keys of all owners rarely is one.
+        """
+        pairs = self.who_used.get(state.spec.name, [])
+        if state.kind is TableKind.SHARED:
+            writers = self._names_by_role(Role.SERVICE, Role.DBA, Role.SYSTEM) or ["root"]
+            pairs = [(w, None) for w in writers]
+        options = [
+            (actor, as_user, key)
+            for actor, as_user in pairs
+            if self._owner(state, actor, as_user) in self._scopes(state)
+            for key in sorted(
+                self.model.cold_pks(state.spec.name, self._owner(state, actor, as_user)), key=repr
+            )
+        ]
+        if not options or not data.draw(st.booleans(), label="cold row?"):
+            return None
+        return data.draw(st.sampled_from(options), label="cold target")
 
     def _existing_key(self, data: st.DataObject, state: Any, owner: str | None, pk: Column) -> Any:
         known = (
@@ -697,7 +741,9 @@ class KalamStateMachine(RuleBasedStateMachine):
         projection = None
         if pk is not None and data.draw(st.integers(0, 3), label="projection?") == 0:
             others = [c.name for c in columns if not c.primary_key]
-            chosen = data.draw(st.lists(st.sampled_from(others), unique=True), label="columns") if others else []
+            chosen = (
+                data.draw(st.lists(st.sampled_from(others), unique=True), label="columns") if others else []
+            )
             projection = (pk.name, *chosen)
         where = None
         eligible = [c for c in columns if c.primary_key or not c.nullable]
@@ -721,12 +767,16 @@ class KalamStateMachine(RuleBasedStateMachine):
         if batched and data.draw(st.integers(0, 3), label="last_rows?") == 0:
             high = batch_size if batch_size is not None else 20
             last_rows = data.draw(st.integers(1, high + (1 if batch_size is not None else 0)), label="last")
-        self._run(Subscribe(actor, table, self._next_sub_id(), projection, where, snapshot, batch_size, last_rows))
+        self._run(
+            Subscribe(actor, table, self._next_sub_id(), projection, where, snapshot, batch_size, last_rows)
+        )
 
     @precondition(
-        lambda self: self._on("next_batch")
-        and self._live() is not None
-        and any(s.status == "loading" for s in self._live().open_subs())
+        lambda self: (
+            self._on("next_batch")
+            and self._live() is not None
+            and any(s.status == "loading" for s in self._live().open_subs())
+        )
     )
     @rule(data=st.data())
     def next_batch(self, data: st.DataObject) -> None:
@@ -783,11 +833,13 @@ class KalamStateMachine(RuleBasedStateMachine):
     # ------------------------------------------------------------------ durability
 
     @precondition(
-        lambda self: self._on("restart")
-        and self.can_restart
-        and not self.restarted
-        and bool(self.model.tables)
-        and not self.flushing
+        lambda self: (
+            self._on("restart")
+            and self.can_restart
+            and not self.restarted
+            and bool(self.model.tables)
+            and not self.flushing
+        )
     )
     @rule(data=st.data())
     def restart(self, data: st.DataObject) -> None:
@@ -932,7 +984,9 @@ def _run_once(
         divergences = [e for e in group.exceptions if isinstance(e, Divergence)]
         if not divergences or len(divergences) != len(group.exceptions):
             raise
-        found = [f for d in divergences for f in reversed(machine.failures) if f.divergence is d][: len(divergences)]
+        found = [f for d in divergences for f in reversed(machine.failures) if f.divergence is d][
+            : len(divergences)
+        ]
         if not found:  # pragma: no cover - every raised divergence was recorded
             raise
         first = found[0]

