@@ -273,6 +273,10 @@ class LiveExtension:
                 f"expected initial_data_batch #{sub.batch_num}, got {msg.raw}",
                 actual=msg.raw,
             )
+        if msg.decode_error is not None:
+            raise self._div(
+                session, sub, step, f"batch cells do not match the ack schema: {msg.decode_error}", actual=msg.raw
+            )
         if ack is not None and ack.batch_control != msg.batch_control:
             raise self._div(
                 session,
@@ -372,6 +376,10 @@ class LiveExtension:
             return
         if msg.type != "change":
             raise self._div(session, sub, step, f"unexpected {msg.type} message: {msg.raw}", actual=msg.raw)
+        if msg.decode_error is not None:
+            raise self._div(
+                session, sub, step, f"change cells do not match the ack schema: {msg.decode_error}", actual=msg.raw
+            )
         if sub.status == "loading":
             raise self._div(
                 session,

@@ -86,6 +86,9 @@ class LiveMessage:
     schema: list[Column] | None = None
     code: str | None = None
     message: str | None = None
+    #: why ``rows``/``old_values`` could not be decoded with the subscription's schema (they are then None);
+    #: e.g. a cell of a column whose type an ALTER TABLE changed after the subscription's ack
+    decode_error: str | None = None
 
     @property
     def has_more(self) -> bool:
@@ -162,7 +165,21 @@ class Subscription:
             if item is _CLOSED:
                 self._queue.put(_CLOSED)  # keep the connection's end visible to every later wait
                 raise self._closed_error()
-        msg = LiveMessage.from_raw(item, self.schema)
+        try:
+            msg = LiveMessage.from_raw(item, self.schema)
+        except TransportError as exc:
+            if not isinstance(item, dict) or item.get("type") == "subscription_ack":
+                raise
+            # The message itself arrived; only its cells disagree with the ack schema. The caller decides
+            # whether that matters (it does not for a subscription whose table was altered since).
+            msg = LiveMessage(
+                type=str(item.get("type")),
+                subscription_id=item.get("subscription_id"),
+                raw=item,
+                change_type=item.get("change_type"),
+                batch_control=item.get("batch_control"),
+                decode_error=str(exc),
+            )
         if msg.type == "subscription_ack" and msg.schema is not None:
             self.schema = msg.schema
             self.ack = msg

@@ -610,3 +610,30 @@ def test_close_stops_the_reader_thread():
     with live() as (_server, conn):
         conn.close()
         assert not conn._reader.is_alive()
+
+
+def test_cells_that_do_not_match_the_ack_schema_are_reported_not_raised():
+    """After an ALTER TABLE a change may carry a cell of the column's new type (a DOUBLE where the ack said
+    Json). The message is still delivered, with ``decode_error`` set and no rows, so that the caller decides:
+    the live extension ignores it for a subscription the model gave up, and reports it otherwise."""
+    from kalammodel.client._results import Column
+    from kalammodel.client._ws import Subscription
+
+    class _Conn:
+        close_code = None
+        close_reason = None
+
+    sub = Subscription(_Conn(), "s1")  # type: ignore[arg-type]
+    sub.schema = [Column("id", "BigInt", 0, ("pk",)), Column("c2", "Json", 1)]
+    bad = {"type": "change", "subscription_id": "s1", "change_type": "insert", "rows": [{"id": "1", "c2": 52.0}]}
+    good = {"type": "change", "subscription_id": "s1", "change_type": "insert", "rows": [{"id": "2", "c2": "[1]"}]}
+    sub._put(bad)
+    sub._put(good)
+    first = sub.get(1.0)
+    assert first.decode_error is not None and "'c2'" in first.decode_error and "52.0" in first.decode_error
+    assert first.rows is None and first.change_type == "insert" and first.raw == bad
+    second = sub.get(1.0)
+    assert second.decode_error is None and second.rows == [{"id": 2, "c2": "[1]"}]
+    sub._put({"type": "subscription_ack", "subscription_id": "s1", "schema": "not a list"})
+    with pytest.raises(TransportError):
+        sub.get(1.0)
