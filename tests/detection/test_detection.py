@@ -35,11 +35,15 @@ assert live_checks_available(), "the live-query extension is part of kalammodel"
 
 def _detect(fault: str, shrink: str = "steps") -> Hunt:
     case: FaultCase = CASES[fault]
+    seeds = (case.seed, *case.more_seeds)
     with embedded((fault,), case.server_args) as server:
-        result = hunt(server, case, shrink=shrink)
+        for seed in seeds:
+            result = hunt(server, case, seed=seed, shrink=shrink)
+            if result.failure is not None:
+                break
     assert result.failure is not None, (
         f"{fault} ({FAULTS[fault]}) was not found in {case.max_examples} examples x {case.step_count} steps "
-        f"(seed {case.seed})"
+        f"by any of the seeds {seeds}"
     )
     divergence = result.failure.divergence
     program = format_failure(result.failure.steps, divergence)
