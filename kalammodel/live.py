@@ -306,6 +306,11 @@ class LiveExtension:
 
     def _unsubscribe(self, session: Any, step: Unsubscribe) -> None:
         sub = self.live.subs.get(step.sub_id)
+        if sub is not None and step.sub_id in self.handles and sub.ready and not sub.tainted:
+            # Changes of writes made before the unsubscribe may still be in flight: take them first, so that
+            # the floor below (the newest _seq seen) covers them and they are not "changes after unsubscribe".
+            if sub.required_pending():
+                self._await(session, sub, step)  # type: ignore[arg-type]
         conn = self.conns.pop(step.sub_id, None)
         self.handles.pop(step.sub_id, None)
         if sub is None or conn is None:

@@ -187,6 +187,7 @@ CASES: dict[str, FaultCase] = {
             ),
             live=True,
             seed=12,
+            more_seeds=(10, 5, 6, 7),
         ),
         FaultCase(
             "live_delete_missing",
