@@ -27,8 +27,8 @@ from typing import Any
 
 from .client import LiveConnection
 from .errors import ConnectionClosed, DeadlineExceeded, Divergence, KalamError, SqlError, TransportError
-from .model import ExpectRows, LiveModel, LiveOptions, LiveSub, Outcome, TableKind, compare_outcome
-from .runner import TranscriptEntry
+from .model import ExpectRows, LiveModel, LiveOptions, LiveSub, TableKind, compare_outcome
+from .runner import TranscriptEntry, outcome_of_result
 from .steps import LIVE_STEPS, NextBatch, Request, ResubscribeFromSeq, Step, Subscribe, Unsubscribe
 
 __all__ = ["LiveExtension", "live_extension"]
@@ -523,12 +523,7 @@ class LiveExtension:
         expected = session.model.select(sub.actor, sub.table, cols, sub.where, unlimited=True)
         if not isinstance(expected, ExpectRows):
             return
-        outcome = Outcome(
-            ok=True,
-            columns=tuple(c.name for c in result.columns),
-            rows=tuple(tuple(r) for r in result.rows),
-            row_count=result.row_count,
-        )
+        outcome = outcome_of_result(result)
         problem = compare_outcome(expected, outcome)
         if problem is None:
             return

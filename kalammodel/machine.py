@@ -330,16 +330,11 @@ class KalamStateMachine(RuleBasedStateMachine):
         op = self._pick(data, _WRITE_OPS) if self._on(*_WRITE_OPS) else "insert"
         pk = state.pk.column if state.pk is not None else None
         cold = self._cold_target(data, state) if op in ("update_pk", "delete_pk") and pk is not None else None
+        key: Any = None
         if cold is not None:
             actor, as_user, key = cold
-            if op == "delete_pk":
-                self._run(Delete.by_pk(actor, state.spec.name, pk.name, pk.type, key, as_user))  # type: ignore[union-attr]
-                return multiple()
-            assignments = self._assignments(state, data)
-            if assignments:
-                self._run(Update.by_pk(actor, state.spec.name, pk.name, pk.type, key, assignments, as_user))  # type: ignore[union-attr]
-            return multiple()
-        actor, as_user = self._who(data, state.kind, write=True, table=state.spec.name)
+        else:
+            actor, as_user = self._who(data, state.kind, write=True, table=state.spec.name)
         owner = self._owner(state, actor, as_user)
         if op in ("insert", "insert_duplicate", "reinsert_deleted") or pk is None:
             return self._insert(state, data, actor, as_user, owner, op)
@@ -348,7 +343,8 @@ class KalamStateMachine(RuleBasedStateMachine):
             if not assignments:
                 return multiple()
             if op == "update_pk":
-                key = self._existing_key(data, state, owner, pk)
+                if key is None:
+                    key = self._existing_key(data, state, owner, pk)
                 step: Step = Update.by_pk(actor, state.spec.name, pk.name, pk.type, key, assignments, as_user)
             else:
                 where = data.draw(predicates(self._columns(state)), label="where")
@@ -356,7 +352,8 @@ class KalamStateMachine(RuleBasedStateMachine):
             self._run(step)
             return multiple()
         if op == "delete_pk":
-            key = self._existing_key(data, state, owner, pk)
+            if key is None:
+                key = self._existing_key(data, state, owner, pk)
             self._run(Delete.by_pk(actor, state.spec.name, pk.name, pk.type, key, as_user))
         else:
             where = data.draw(predicates(self._columns(state)), label="where")
@@ -375,14 +372,13 @@ class KalamStateMachine(RuleBasedStateMachine):
         if state.kind is TableKind.SHARED:
             writers = self._names_by_role(Role.SERVICE, Role.DBA, Role.SYSTEM) or ["root"]
             pairs = [(w, None) for w in writers]
-        options = [
-            (actor, as_user, key)
-            for actor, as_user in pairs
-            if self._owner(state, actor, as_user) in self._scopes(state)
-            for key in sorted(
-                self.model.cold_pks(state.spec.name, self._owner(state, actor, as_user)), key=repr
-            )
-        ]
+        scopes = self._scopes(state)
+        options = []
+        for actor, as_user in pairs:
+            owner = self._owner(state, actor, as_user)
+            if owner in scopes:
+                cold = sorted(self.model.cold_pks(state.spec.name, owner), key=repr)
+                options += [(actor, as_user, key) for key in cold]
         if not options or not data.draw(st.booleans(), label="cold row?"):
             return None
         return data.draw(st.sampled_from(options), label="cold target")

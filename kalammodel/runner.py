@@ -557,12 +557,7 @@ class Session:
         except (TransportError, DeadlineExceeded) as exc:
             raise self._unanswered(request, "full read failed", exc) from exc
         else:
-            outcome = Outcome(
-                ok=True,
-                columns=tuple(c.name for c in result.columns),
-                rows=tuple(tuple(r) for r in result.rows),
-                row_count=result.row_count,
-            )
+            outcome = outcome_of_result(result)
         self._record(
             request, "ok" if outcome.ok else f"{outcome.status} {outcome.code}", outcome.brief(), started
         )
@@ -878,13 +873,17 @@ def _outcome_of(response: Any) -> Outcome:
     results = list(getattr(response, "results", ()) or ())
     if not results:
         return Outcome(ok=True, row_count=0)
-    first = results[0]
+    return outcome_of_result(results[0])
+
+
+def outcome_of_result(result: Any) -> Outcome:
+    """A successful query result (``QueryResult``: columns, rows, row_count, message) as an :class:`Outcome`."""
     return Outcome(
         ok=True,
-        columns=tuple(c.name for c in first.columns),
-        rows=tuple(tuple(r) for r in first.rows),
-        row_count=first.row_count,
-        message=first.message,
+        columns=tuple(c.name for c in result.columns),
+        rows=tuple(tuple(r) for r in result.rows),
+        row_count=result.row_count,
+        message=result.message,
     )
 
 
