@@ -53,7 +53,7 @@ from kalammodel.machine import machine_for
 from kalammodel.model import Cmp, Column, ColumnType, TableSpec
 from kalammodel.runner import Runner, Session
 from kalammodel.steps import CreateTable, Delete, Insert, Select, Step, Update
-from kalammodel.targets import ActorPool, EmbeddedTarget
+from kalammodel.targets import ActorPool, EmbeddedTarget, RemoteTarget
 from kalammodel.workloads import load_workload
 
 REPO = Path(__file__).resolve().parent.parent
@@ -113,7 +113,7 @@ class Recorder:
 class SleepMeter:
     """Counts the seconds spent in ``time.sleep`` (Pause steps, job-poll intervals) and in server restarts."""
 
-    def __init__(self, target: EmbeddedTarget) -> None:
+    def __init__(self, target: Any) -> None:
         self.seconds = 0.0
         self.restart_seconds = 0.0
         self.restarts = 0
@@ -218,7 +218,7 @@ class ThroughputResult:
 
 
 def run_machine_part(
-    target: EmbeddedTarget, pool: ActorPool, recorder: Recorder, examples: int, steps: int, live: bool = False
+    target: Any, pool: ActorPool, recorder: Recorder, examples: int, steps: int, live: bool = False
 ) -> ThroughputResult:
     workload = load_workload("default", search_dirs=(REPO / "models",))
     extensions: list[Any] = []
@@ -593,20 +593,34 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=3, help="seed of part 2's rows and mix")
     ap.add_argument("--skip", choices=("machine", "scopes"), action="append", default=[], help="skip a part")
     ap.add_argument("--profile", type=Path, default=None, help="cProfile part 2 at the largest size to FILE")
+    ap.add_argument(
+        "--url",
+        default=None,
+        help="measure against this running server (e.g. a real KalamDB) instead of a spawned embedded one; "
+        "restart steps are then skipped",
+    )
+    ap.add_argument(
+        "--root-password",
+        default=os.environ.get("KALAMDB_ROOT_PASSWORD"),
+        help="root password of --url's server (default: $KALAMDB_ROOT_PASSWORD)",
+    )
     args = ap.parse_args(argv)
+    if args.url is not None and not args.root_password:
+        ap.error("--url needs --root-password (or KALAMDB_ROOT_PASSWORD)")
     sizes = sorted(int(x) for x in args.rows.split(",") if x.strip())
 
     print("command:", shlex.join([sys.executable, *sys.argv]))
     print("machine:", machine_info())
     workload = load_workload("default", search_dirs=(REPO / "models",))
-    target = EmbeddedTarget()
+    target: Any = RemoteTarget(args.url, args.root_password) if args.url else EmbeddedTarget()
     target.start()
     ok = True
     try:
         with ActorPool.for_target(target, workload.roles()) as pool:
             pool.open_all()
             print(
-                f"server: {target.describe()} (version {target.server_version()}), data dir {target.data_dir}"
+                f"server: {target.describe()} (version {target.server_version()}), "
+                f"data dir {target.data_dir or 'not read'}"
             )
             recorder = Recorder(pool)
             if "machine" not in args.skip:

@@ -331,6 +331,36 @@ def live_checks_available() -> bool:
     return bool(runner_extensions())
 
 
+@contextmanager
+def pinned_constants() -> Iterator[None]:
+    """Hypothesis draws without the constants it collects from loaded local modules, while inside.
+
+    Hypothesis (6.x) sometimes draws an integer, float or string from the literals of every *local* module that
+    is loaded (``hypothesis.internal.conjecture.providers._get_local_constants``), so the same seed generates
+    different programs depending on which test modules pytest imported. A hunt's seed must mean the same
+    program in ``pytest tests/detection``, in the whole suite and in ``benchmarks/detection.py``: inside this
+    block the local pool is empty (Hypothesis's global constants still apply). Internal API: if it moves, the
+    hunt runs unpinned rather than failing.
+    """
+    try:
+        from hypothesis.internal.conjecture import providers
+    except ImportError:  # pragma: no cover - a future Hypothesis
+        yield
+        return
+    original = getattr(providers, "_get_local_constants", None)
+    if original is None or not hasattr(providers, "CONSTANTS_CACHE"):  # pragma: no cover
+        yield
+        return
+    empty = providers.Constants()
+    providers.CONSTANTS_CACHE.cache.clear()
+    providers._get_local_constants = lambda: empty
+    try:
+        yield
+    finally:
+        providers._get_local_constants = original
+        providers.CONSTANTS_CACHE.cache.clear()
+
+
 def hunt(
     server: Server,
     case: FaultCase,
@@ -345,13 +375,14 @@ def hunt(
     not Hypothesis's shrinker, which spends minutes per fault against a server.
     """
     runner = _TimedRunner(server.target, server.pool, **runner_extensions())
-    failure = run_machine(
-        runner,
-        server.workload,
-        settings=detection_settings(case, max_examples=max_examples),
-        seed=case.seed if seed is None else seed,
-        shrink=shrink,
-    )
+    with pinned_constants():
+        failure = run_machine(
+            runner,
+            server.workload,
+            settings=detection_settings(case, max_examples=max_examples),
+            seed=case.seed if seed is None else seed,
+            shrink=shrink,
+        )
     ended = time.perf_counter()
     first = None if runner.first_divergence is None else runner.first_divergence - runner.started
     return Hunt(failure, first, ended - runner.started, runner.sessions)
