@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
-import functools
 import secrets
 import ssl
 import time
