@@ -7,7 +7,8 @@ For each fault of the catalogue (tests/detection/_faultbook.py; the live-query o
 workload through ``run_machine`` until the first divergence, then the step reducer minimises it (``shrink="steps"``;
 see docs/shrunk-cases.md). Reported per fault:
 seeds that found it, the invariant named, median/max time to the first failure, median time spent shrinking,
-shrunk lengths against the known minimal program. Targets: every seed finds every fault, median time to first
+shrunk lengths against the known minimal program. A hunt that ends in a tool error (not a divergence) counts as
+not found and is printed with the error. Targets: every seed finds every fault, median time to first
 failure <= 30 s, shrunk length <= minimal + 1. The last line is ``mutation score: found/planted``.
 """
 
@@ -60,13 +61,18 @@ def main() -> int:
         hunts: list[Hunt] = []
         with embedded((name,), case.server_args) as server:
             for seed in range(args.seeds):
-                h = hunt(server, case, seed=seed, max_examples=args.max_examples)
+                began = time.perf_counter()
+                try:
+                    h = hunt(server, case, seed=seed, max_examples=args.max_examples)
+                except Exception as exc:  # noqa: BLE001 - a tool error ends this hunt, not the benchmark
+                    h = Hunt(None, None, time.perf_counter() - began, 0, error=f"{type(exc).__name__}: {exc}")
                 hunts.append(h)
-                if args.verbose:
+                if args.verbose or h.error:
                     print(
                         f"  {name} seed={seed}: found={h.failure is not None} invariant={h.invariant} "
                         f"t_first={_fmt(h.seconds_to_first_failure).strip()} "
-                        f"shrink={_fmt(h.seconds_shrinking).strip()} length={h.shrunk_length}",
+                        f"shrink={_fmt(h.seconds_shrinking).strip()} length={h.shrunk_length}"
+                        + (f" ERROR {h.error[:300]}" if h.error else ""),
                         flush=True,
                     )
         found = [h for h in hunts if h.failure is not None]

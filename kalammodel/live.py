@@ -16,7 +16,8 @@ Event wait strategy (cost per step, see benchmarks/live_wait.py):
   subscriptions catches late extras, then each subscription's accumulated rows are compared with the model
   and with a SQL read of the same query.
 
-Divergences carry the invariant ``live_query``, or ``isolation`` when a change of another user's row arrives.
+Divergences carry the invariant ``live_query``, or ``isolation`` when another user's row arrives (in a change or
+a snapshot batch).
 """
 
 from __future__ import annotations
@@ -287,7 +288,8 @@ class LiveExtension:
         self.stats["batches"] += 1
         problem = self.live.check_batch(session.model, sub, msg.rows or [], msg.batch_control)
         if problem is not None:
-            raise self._div(session, sub, step, problem, actual=msg.raw)
+            invariant = "isolation" if self._foreign_rows(session, sub, msg.rows or []) else "live_query"
+            raise self._div(session, sub, step, problem, invariant=invariant, actual=msg.raw)
 
     def _next_batch(self, session: Any, step: NextBatch) -> None:
         sub = self.live.subs.get(step.sub_id)
@@ -422,6 +424,26 @@ class LiveExtension:
                 continue
             shared = [k for k in values if k in change.row and not k.startswith("_")]
             if shared and all(change.row.get(k) == values[k] for k in shared):
+                return True
+        return False
+
+    def _foreign_rows(self, session: Any, sub: LiveSub, rows: list[dict[str, Any]]) -> bool:
+        """Whether a snapshot row the subscriber does not own is, by the model, another owner's row."""
+        if sub.kind is TableKind.SHARED or sub.table not in session.model.tables:
+            return False
+        model = session.model
+
+        def same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+            shared = [k for k in a if k in b and not k.startswith("_")]
+            return bool(shared) and all(a[k] == b[k] for k in shared)
+
+        own = model.visible_rows(sub.table, sub.owner) + model.maybe_rows(sub.table, sub.owner)
+        strangers = [r for r in rows if not any(same(r, o) for o in own)]
+        for other in model.scopes(sub.table):
+            if other == sub.owner:
+                continue
+            theirs = model.visible_rows(sub.table, other) + model.maybe_rows(sub.table, other)
+            if any(same(r, t) for r in strangers for t in theirs):
                 return True
         return False
 

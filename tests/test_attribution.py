@@ -9,7 +9,17 @@ import pytest
 from kalammodel.live import live_extension
 from kalammodel.model import Cmp, Column, ColumnType, TableSpec
 from kalammodel.runner import Runner
-from kalammodel.steps import Count, CreateTable, Insert, Select, Subscribe
+from kalammodel.steps import (
+    AlterAddColumn,
+    AlterDropColumn,
+    Count,
+    CreateTable,
+    Insert,
+    Select,
+    StreamInsert,
+    Subscribe,
+    Update,
+)
 from kalammodel.targets import DEFAULT_IDENTITIES, ActorPool, EmbeddedTarget
 
 COLS = (Column("id", ColumnType.BIGINT, primary_key=True), Column("v", ColumnType.TEXT))
@@ -89,3 +99,104 @@ def test_same_programs_pass_on_a_correct_server(kalamdb_target, actor_pool):
     ):  # fmt: skip
         result = runner.run_steps(steps)
         assert result.ok, result
+
+
+@pytest.fixture(scope="module")
+def wrong_partition_runner():
+    """A server whose EXECUTE AS USER writes land in the caller's own partition (``execute_as_wrong_partition``)."""
+    target = EmbeddedTarget(("execute_as_wrong_partition",))
+    target.start()
+    pool = ActorPool.for_target(target, DEFAULT_IDENTITIES)
+    try:
+        pool.open_all()
+        yield Runner(target, pool, extensions=[live_extension])
+    finally:
+        pool.close()
+        target.close()
+
+
+def test_duplicate_key_from_a_write_in_the_wrong_partition_is_isolation(wrong_partition_runner):
+    """svc owns id=5; svc EXECUTE AS user1 inserts id=5 and the server lands it in svc's own partition:
+    "already exists" for a key only another owner holds is isolation."""
+    result = wrong_partition_runner.run_steps(
+        [
+            table(),
+            Insert("svc", "t0", ("id", "v"), TYPES, ((5, "svc's"),)),
+            Insert("svc", "t0", ("id", "v"), TYPES, ((5, "user1's"),), "user1"),
+        ]
+    )
+    assert result.divergence is not None, result
+    assert result.divergence.step_index == 2
+    assert result.divergence.invariant == "isolation", result.divergence
+
+
+def test_another_users_row_in_a_snapshot_is_isolation(wrong_partition_runner):
+    """dba EXECUTE AS syn_a writes a STREAM row (not read back: STREAM rows expire) that lands in dba's
+    partition; dba's subscription snapshot then holds syn_a's row: isolation, not live_query."""
+    spec = TableSpec(name="s0", kind="STREAM", columns=COLS[1:], ttl_seconds=60)
+    result = wrong_partition_runner.run_steps(
+        [
+            CreateTable("dba", spec),
+            StreamInsert("dba", "s0", ("v",), (ColumnType.TEXT,), (("syn_a's",),), "syn_a"),
+            Subscribe("dba", "s0", "s1", None, None, True),
+        ]
+    )
+    assert result.divergence is not None, result
+    assert result.divergence.step_index == 2
+    assert result.divergence.invariant == "isolation", result.divergence
+    assert "snapshot row" in result.divergence.message
+
+
+def test_old_values_in_the_read_back_of_an_execute_as_write_are_schema_evolution():
+    """A re-added column showing its old value (planted ``readd_column_old_values``) in the read-back of an
+    EXECUTE AS USER update: the right row came back with a wrong value, which is not a partition problem."""
+    target = EmbeddedTarget(("readd_column_old_values",))
+    target.start()
+    pool = ActorPool.for_target(target, DEFAULT_IDENTITIES)
+    cols = (
+        Column("id", ColumnType.INT, primary_key=True),
+        Column("c0", ColumnType.BIGINT, nullable=False),
+        Column("c3", ColumnType.INT),
+    )
+    kinds = tuple(c.type for c in cols)
+    try:
+        pool.open_all()
+        result = Runner(target, pool).run_steps(
+            [
+                CreateTable("svc", TableSpec(name="t0", kind="USER", columns=cols)),
+                Insert("dba", "t0", ("id", "c0", "c3"), kinds, ((10, 17, 8),), "user2"),
+                AlterDropColumn("svc", "t0", "c3"),
+                AlterAddColumn("root", "t0", Column("c3", ColumnType.TIMESTAMP)),
+                Update.by_pk("dba", "t0", "id", ColumnType.INT, 10, (("c0", ColumnType.BIGINT, 18),), "user2"),
+            ]
+        )
+    finally:
+        pool.close()
+        target.close()
+    assert result.divergence is not None, result
+    assert result.divergence.step_index == 4
+    assert result.divergence.invariant == "schema_evolution", result.divergence
+
+
+def test_an_alter_makes_every_owners_scope_due_for_a_full_comparison():
+    """user1's scope was compared in full right after its insert; then dba drops and re-adds the column (planted
+    ``readd_column_old_values``). No write follows, yet the final comparison must read user1's rows again."""
+    target = EmbeddedTarget(("readd_column_old_values",))
+    target.start()
+    pool = ActorPool.for_target(target, DEFAULT_IDENTITIES)
+    try:
+        pool.open_all()
+        result = Runner(target, pool, check_every=1).run_steps(
+            [
+                table(),
+                Insert("user1", "t0", ("id", "v"), TYPES, ((1, "old"),)),
+                AlterDropColumn("dba", "t0", "v"),
+                AlterAddColumn("dba", "t0", Column("v", ColumnType.TEXT)),
+            ]
+        )
+    finally:
+        pool.close()
+        target.close()
+    assert result.divergence is not None, result
+    assert result.divergence.invariant == "schema_evolution", result.divergence
+    assert "t0/user1" in result.divergence.message, result.divergence

@@ -105,7 +105,9 @@ def test_the_stateful_test_finds_the_resurrected_row(found: tuple[Any, Any]) -> 
     failure, saved = found
     assert failure.divergence.invariant in RESURRECTION_INVARIANTS
     kinds = [s.kind for s in failure.steps]
-    assert "delete" in kinds and kinds.count("flush") + kinds.count("start_flush") >= 2, kinds
+    # Two shapes: a deleted flushed row shows again after a second flush, or (shorter) a delete's tombstone
+    # vanishes at the flush, so that reading deleted rows misses it. Both need a delete and a flush.
+    assert "delete" in kinds and kinds.count("flush") + kinds.count("start_flush") >= 1, kinds
     assert saved.case.classification == "deterministic"
     assert saved.path.name.startswith(f"{failure.divergence.invariant}-")
 

@@ -274,6 +274,8 @@ class Hunt:
     seconds_to_first_failure: float | None
     seconds_total: float
     examples_run: int
+    #: a tool error that ended the hunt (benchmarks/detection.py records it instead of stopping)
+    error: str | None = None
 
     @property
     def seconds_shrinking(self) -> float | None:
