@@ -379,6 +379,11 @@ class Session:
         if isinstance(expectation, ExpectPause):
             time.sleep(max(0.0, expectation.seconds))
             self.model.clock = self.runner.clock()
+            # Time passing is a change of every STREAM scope (rows expire): each is due for a full comparison,
+            # even one compared just before the pause.
+            for name, state in self.model.tables.items():
+                if state.kind is TableKind.STREAM:
+                    self._dirty.update((name, owner) for owner in self._scopes_of(name))
             return
         request = Request("root", f"-- wait for the flush job of {expectation.table}")
         self._await_job(step, request, expectation.table, expectation.job_id)

@@ -15,6 +15,7 @@ from kalammodel.steps import (
     Count,
     CreateTable,
     Insert,
+    Pause,
     Select,
     StreamInsert,
     Subscribe,
@@ -200,3 +201,28 @@ def test_an_alter_makes_every_owners_scope_due_for_a_full_comparison():
     assert result.divergence is not None, result
     assert result.divergence.invariant == "schema_evolution", result.divergence
     assert "t0/user1" in result.divergence.message, result.divergence
+
+
+def test_a_pause_makes_every_stream_scope_due_for_a_full_comparison():
+    """user1's STREAM scope was compared right after the insert; rows never expire (planted
+    ``stream_never_expires``). After a pause past the TTL the final comparison must read the scope again."""
+    target = EmbeddedTarget(("stream_never_expires",))
+    target.start()
+    pool = ActorPool.for_target(target, DEFAULT_IDENTITIES)
+    spec = TableSpec(name="s0", kind="STREAM", columns=COLS[1:], ttl_seconds=1)
+    try:
+        pool.open_all()
+        runner = Runner(target, pool, check_every=1)
+        pause = 1 + runner.new_model().stream_slack + 0.25
+        result = runner.run_steps(
+            [
+                CreateTable("dba", spec),
+                StreamInsert("user1", "s0", ("v",), (ColumnType.TEXT,), (("gone soon",),)),
+                Pause(pause),
+            ]
+        )
+    finally:
+        pool.close()
+        target.close()
+    assert result.divergence is not None, result
+    assert result.divergence.invariant == "stream_ttl", result.divergence
