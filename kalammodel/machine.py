@@ -745,7 +745,7 @@ class KalamStateMachine(RuleBasedStateMachine):
         self._run(Pause(round(ttl + self.model.stream_slack + 0.25, 2)))
 
     # --- live queries ---
-    # Subscriptions are run by the live extension (kalammodel.live); without it these rules never fire.
+    # Subscriptions are run by the live extension (kalammodel.live); without it these operations never apply.
 
     def _live(self) -> Any:
         for ext in getattr(self.session, "extensions", ()):
@@ -1101,7 +1101,8 @@ def _run_once(
 
             raise InternalError(
                 "Hypothesis saw the state machine draw differently for the same choices, with no divergence "
-                "from the model: some rule's precondition or draw depends on server timing or the wall clock. "
+                "from the model: some operation's applicability or draw depends on server timing or the wall "
+                "clock. "
                 f"This is a kalammodel bug; please file it with this traceback. ({type(exc).__name__})"
             ) from exc
         return failure

@@ -226,3 +226,30 @@ def test_a_pause_makes_every_stream_scope_due_for_a_full_comparison():
         target.close()
     assert result.divergence is not None, result
     assert result.divergence.invariant == "stream_ttl", result.divergence
+
+
+def test_an_expired_stream_row_in_a_snapshot_is_stream_ttl():
+    """A STREAM row past its TTL (planted ``stream_never_expires``) first seen in a subscription's snapshot is a
+    TTL failure, not a live-query one."""
+    target = EmbeddedTarget(("stream_never_expires",))
+    target.start()
+    pool = ActorPool.for_target(target, DEFAULT_IDENTITIES)
+    spec = TableSpec(name="s0", kind="STREAM", columns=COLS[1:], ttl_seconds=1)
+    try:
+        pool.open_all()
+        runner = Runner(target, pool, extensions=[live_extension])
+        pause = 1 + runner.new_model().stream_slack + 0.25
+        result = runner.run_steps(
+            [
+                CreateTable("dba", spec),
+                StreamInsert("user1", "s0", ("v",), (ColumnType.TEXT,), (("gone soon",),)),
+                Pause(pause),
+                Subscribe("user1", "s0", "s1", None, None, True),
+            ]
+        )
+    finally:
+        pool.close()
+        target.close()
+    assert result.divergence is not None, result
+    assert result.divergence.step_index == 3, result.divergence
+    assert result.divergence.invariant == "stream_ttl", result.divergence
