@@ -814,7 +814,7 @@ class KalamStateMachine(RuleBasedStateMachine):
 
         Relative sizes make snapshots of two and more batches common, and half of those need exactly two
         (``rows / 2 <= batch_size < rows``): the batch boundaries are where ``has_more`` and the ``next_batch``
-        cursor go wrong. Otherwise mostly tiny batches. Only for USER and SHARED tables: a STREAM snapshot
+        cursor go wrong. Otherwise often tiny batches (at most about four). Only for USER and SHARED tables: a STREAM snapshot
         shrinks as rows expire with the wall clock, and generation must not depend on time.
         """
         sizes = self.workload.live_batch_size
@@ -823,8 +823,11 @@ class KalamStateMachine(RuleBasedStateMachine):
         rows = 0
         if owner in self._scopes(state):
             rows, _ = self.model.matching_count(state.spec.name, owner, where)
-        small = st.integers(low, max(low, min(high, 3)))
-        choices = [small, st.integers(low, high)]
+        # Tiny batches, but never more than about four of them: each further batch is a NextBatch step, and a
+        # subscription still loading its snapshot is not checked against the changes that follow.
+        tiny = min(high, max(low, -(-rows // 4)))
+        small = st.integers(tiny, max(tiny, min(high, 3)))
+        choices = [small, st.integers(tiny, high)]
         if rows >= 2 and low <= rows - 1:
             top = min(high, rows - 1)
             choices.append(st.integers(low, top))

@@ -503,8 +503,12 @@ class Model:
             values = self._row(table, version.values, version.deleted)
             if where is not None and where.evaluate(values) is not True:
                 continue
-            if version.deleted and (version.flushed or version.maybe_flushed or table.auto_flush):
-                maybe.append(values)  # flush may have discarded the tombstone (PROTOCOL §5.3, §7.3)
+            running = table.flush.running_job is not None and version.write_no <= (
+                table.flush.started_at if table.flush.started_at is not None else self.write_no
+            )
+            if version.deleted and (version.flushed or version.maybe_flushed or running or table.auto_flush):
+                # a completed or running flush may have discarded the tombstone (PROTOCOL §5.3, §7.3)
+                maybe.append(values)
             else:
                 sure.append(values)
         return sure, maybe
