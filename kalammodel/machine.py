@@ -1065,6 +1065,13 @@ def _run_for(
     return None
 
 
+def _leaf_exceptions(group: BaseExceptionGroup) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaf_exceptions(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
+
+
 def _run_once(
     runner: Any, workload: Any, *, settings: Any, hooks: tuple[Any, ...], seed: int | None
 ) -> Failure | None:
@@ -1086,8 +1093,11 @@ def _run_once(
             raise
         return failure
     except BaseExceptionGroup as group:  # Hypothesis found several distinct failures
-        divergences = [e for e in group.exceptions if isinstance(e, Divergence)]
-        if not divergences or len(divergences) != len(group.exceptions):
+        # ... some perhaps wrapped in a FlakyFailure (failed once, then passed or failed otherwise on replay):
+        # still divergences, to be saved (the corpus classifies them flaky by replaying).
+        leaves = _leaf_exceptions(group)
+        divergences = [e for e in leaves if isinstance(e, Divergence)]
+        if not divergences or len(divergences) != len(leaves):
             raise
         found = [f for d in divergences for f in reversed(machine.failures) if f.divergence is d][
             : len(divergences)

@@ -1,0 +1,44 @@
+"""How run_machine reports what Hypothesis raised (no server needed)."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+from hypothesis.errors import FlakyFailure
+
+from kalammodel import machine as M
+from kalammodel.errors import Divergence
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
+
+
+def _raising(group: BaseException, recorded: list[Divergence]):
+    def run(machine_cls, settings=None):
+        machine_cls.failures.extend(M.Failure([], d) for d in recorded)
+        raise group
+
+    return run
+
+
+def test_a_flaky_failure_beside_a_divergence_is_still_reported(monkeypatch):
+    """Against a real KalamDB Hypothesis found two failures, one of them flaky on replay; both are divergences
+    and must come back as failures (to be shrunk and saved), not as a raw exception group."""
+    live = Divergence("live_query", "snapshot misses a row")
+    schema = Divergence("schema_evolution", "parquet batches do not concatenate")
+    group = BaseExceptionGroup("2 distinct failures", [live, FlakyFailure("flaky", [schema])])
+    monkeypatch.setattr("hypothesis.stateful.run_state_machine_as_test", _raising(group, [live, schema]))
+    failure = M._run_once(object(), object(), settings=None, hooks=(), seed=None)
+    assert failure is not None
+    assert failure.divergence is live
+    assert [f.divergence for f in failure.others] == [schema]
+
+
+def test_a_group_with_a_tool_error_is_raised(monkeypatch):
+    """A kalammodel or network error among the failures is not a finding: it propagates."""
+    live = Divergence("live_query", "snapshot misses a row")
+    group = BaseExceptionGroup("2 distinct failures", [live, FlakyFailure("flaky", [KeyError("bug")])])
+    monkeypatch.setattr("hypothesis.stateful.run_state_machine_as_test", _raising(group, [live]))
+    with pytest.raises(BaseExceptionGroup):
+        M._run_once(object(), object(), settings=None, hooks=(), seed=None)
