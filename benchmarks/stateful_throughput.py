@@ -49,7 +49,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
 
 from kalammodel.client import KalamClient
-from kalammodel.machine import machine_for
+from kalammodel.machine import machine_for, tuned_gc
 from kalammodel.model import Cmp, Column, ColumnType, TableSpec
 from kalammodel.runner import Runner, Session
 from kalammodel.steps import CreateTable, Delete, Insert, Select, Step, Update
@@ -246,7 +246,8 @@ def run_machine_part(
     with recorder.on() as sent, meter.installed():
         runner.sent = sent
         started = time.perf_counter()
-        run_state_machine_as_test(machine, settings=profile)
+        with tuned_gc():  # as run_machine runs it
+            run_state_machine_as_test(machine, settings=profile)
         machine_seconds = time.perf_counter() - started
     sql = [r for r in sent if r.method == "POST" and r.path == SQL_PATH]
     other = [r for r in sent if not (r.method == "POST" and r.path == SQL_PATH)]

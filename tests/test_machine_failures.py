@@ -1,4 +1,4 @@
-"""How run_machine reports what Hypothesis raised (no server needed)."""
+"""How run_machine reports what Hypothesis raised, and the collector settings it runs under (no server needed)."""
 
 from __future__ import annotations
 
@@ -42,3 +42,15 @@ def test_a_group_with_a_tool_error_is_raised(monkeypatch):
     monkeypatch.setattr("hypothesis.stateful.run_state_machine_as_test", _raising(group, [live]))
     with pytest.raises(BaseExceptionGroup):
         M._run_once(object(), object(), settings=None, hooks=(), seed=None)
+
+
+def test_tuned_gc_restores_the_collector_even_on_failure():
+    import gc
+
+    before = gc.get_threshold()
+    with pytest.raises(RuntimeError), M.tuned_gc():
+        assert gc.get_threshold() == M.GC_THRESHOLDS
+        assert gc.get_freeze_count() > 0
+        raise RuntimeError("a step failed")
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
