@@ -71,7 +71,15 @@ _LIVE_NUMERIC = (ColumnType.BIGINT, ColumnType.INT, ColumnType.SMALLINT, ColumnT
 
 def live_predicates(columns: list[Column]) -> st.SearchStrategy[Any]:
     """Live filters in the subset where KalamDB's live evaluator and SQL agree (docs/invariants.md):
-    ``= != < <= > >=`` on NOT NULL numbers, ``= !=`` on NOT NULL TEXT/BOOLEAN, LIKE on NOT NULL TEXT."""
+    ``= != < <= > >=`` on NOT NULL numbers, ``= !=`` on NOT NULL TEXT/BOOLEAN, LIKE on NOT NULL TEXT.
+
+    Cached per column tuple, like :func:`kalammodel.strategies.predicates` (building a recursive strategy
+    costs more than drawing from it)."""
+    return _live_predicates(tuple(columns))
+
+
+@functools.lru_cache(maxsize=256)
+def _live_predicates(columns: tuple[Column, ...]) -> st.SearchStrategy[Any]:
     numeric = [c for c in columns if c.type in _LIVE_NUMERIC]
     equality = [c for c in columns if c.type in (ColumnType.TEXT, ColumnType.BOOLEAN)]
     texts = [c for c in columns if c.type is ColumnType.TEXT]
