@@ -17,6 +17,7 @@ from kalammodel.steps import (
     Insert,
     Pause,
     Select,
+    StartFlush,
     StreamInsert,
     Subscribe,
     Update,
@@ -253,3 +254,27 @@ def test_an_expired_stream_row_in_a_snapshot_is_stream_ttl():
     assert result.divergence is not None, result
     assert result.divergence.step_index == 3, result.divergence
     assert result.divergence.invariant == "stream_ttl", result.divergence
+
+
+def test_a_write_that_misses_rows_of_a_running_flush_is_hot_cold_consistency():
+    """During a running flush an UPDATE by predicate misses the rows being moved (planted ``flush_read_gap``,
+    with a flush slowed to 400 ms): its row count is wrong because of the flush, not an 'outcome' problem."""
+    target = EmbeddedTarget(("flush_read_gap",), extra_args=("--flush-delay-ms", "400"))
+    target.start()
+    pool = ActorPool.for_target(target, DEFAULT_IDENTITIES)
+    try:
+        pool.open_all()
+        result = Runner(target, pool).run_steps(
+            [
+                table(),
+                Insert("user1", "t0", ("id", "v"), TYPES, ((1, "a"), (2, "b"))),
+                StartFlush("dba", "t0"),
+                Update("user1", "t0", (("v", ColumnType.TEXT, "c"),), RANGE),
+            ]
+        )
+    finally:
+        pool.close()
+        target.close()
+    assert result.divergence is not None, result
+    assert result.divergence.step_index == 3, result.divergence
+    assert result.divergence.invariant == "hot_cold_consistency", result.divergence
