@@ -19,6 +19,7 @@ from kalammodel.steps import (
     Select,
     StartFlush,
     StreamInsert,
+    StreamSelect,
     Subscribe,
     Update,
 )
@@ -278,3 +279,30 @@ def test_a_write_that_misses_rows_of_a_running_flush_is_hot_cold_consistency():
     assert result.divergence is not None, result
     assert result.divergence.step_index == 3, result.divergence
     assert result.divergence.invariant == "hot_cold_consistency", result.divergence
+
+
+def test_old_values_under_a_readded_name_of_a_stream_table_are_schema_evolution():
+    """On a STREAM table without PRIMARY KEY, a re-added column showing the dropped one's value (planted
+    ``readd_column_old_values``) is a schema-evolution failure, not a TTL one: the rows match otherwise."""
+    target = EmbeddedTarget(("readd_column_old_values",))
+    target.start()
+    pool = ActorPool.for_target(target, DEFAULT_IDENTITIES)
+    cols = (Column("v", ColumnType.TEXT), Column("w", ColumnType.TEXT))
+    spec = TableSpec(name="s0", kind="STREAM", columns=cols, ttl_seconds=60)
+    try:
+        pool.open_all()
+        result = Runner(target, pool).run_steps(
+            [
+                CreateTable("dba", spec),
+                StreamInsert("user1", "s0", ("v", "w"), (ColumnType.TEXT,) * 2, (("a", "old"),)),
+                AlterDropColumn("dba", "s0", "w"),
+                AlterAddColumn("dba", "s0", Column("w", ColumnType.TEXT)),
+                StreamSelect("user1", "s0", None, None, (), None, None),
+            ]
+        )
+    finally:
+        pool.close()
+        target.close()
+    assert result.divergence is not None, result
+    assert result.divergence.step_index == 4, result.divergence
+    assert result.divergence.invariant == "schema_evolution", result.divergence
