@@ -42,9 +42,9 @@ class FaultCase:
     invariant: str
     minimal: tuple[str, ...]
     seed: int = 0
-    #: further seeds the detection test tries, in order, when ``seed`` does not find the fault (generation also
-    #: depends on the constants Hypothesis collects from the loaded modules, so a seed that finds a fault in
-    #: benchmarks/detection.py need not find it under pytest)
+    #: further seeds the detection test tries, in order, when ``seed`` does not find the fault. Hunts pin
+    #: Hypothesis's local constants (:func:`pinned_constants`), so a seed that finds a fault in
+    #: benchmarks/detection.py finds it under pytest too; this is for faults no single seed finds reliably.
     more_seeds: tuple[int, ...] = ()
     max_examples: int = 100
     step_count: int = 40
@@ -67,7 +67,7 @@ CASES: dict[str, FaultCase] = {
                 "insert(t0, as user1, 1 row)",
                 "select(t0, as user2, WHERE c1 > ...)   <- user1's row shows",
             ),
-            seed=3,
+            seed=0,
         ),
         FaultCase(
             "flush_keeps_hot",
@@ -101,8 +101,7 @@ CASES: dict[str, FaultCase] = {
                 "update(t0, SET c1=v WHERE id=k)",
                 "flush(t0)   <- full read after the flush shows the old value",
             ),
-            seed=4,
-            more_seeds=(0, 1, 2, 3),
+            seed=0,
         ),
         FaultCase(
             "flush_read_gap",
@@ -132,7 +131,7 @@ CASES: dict[str, FaultCase] = {
                 "create SHARED table t0 ACCESS_LEVEL PRIVATE",
                 "probe_shared_write(t0, as user1)   <- expected PERMISSION_DENIED, got ok",
             ),
-            seed=4,
+            seed=2,
         ),
         FaultCase(
             "readd_column_old_values",
@@ -143,7 +142,7 @@ CASES: dict[str, FaultCase] = {
                 "alter_drop(t0, c1)",
                 "alter_add(t0, c1)   <- full read shows v in the new c1",
             ),
-            seed=3,
+            seed=0,
         ),
         FaultCase(
             "stream_never_expires",
@@ -153,8 +152,7 @@ CASES: dict[str, FaultCase] = {
                 "stream_insert(t0, 1 row)",
                 "pause(TTL + slack)   <- full read still returns the expired row",
             ),
-            seed=2,
-            more_seeds=(3, 4, 0),
+            seed=0,
         ),
         FaultCase(
             "manifest_missing_file",
@@ -175,7 +173,7 @@ CASES: dict[str, FaultCase] = {
                 "insert(t0, as user1)   <- user2's subscription receives user1's insert",
             ),
             live=True,
-            seed=3,
+            seed=0,
         ),
         FaultCase(
             "snapshot_has_more_early",
@@ -186,8 +184,7 @@ CASES: dict[str, FaultCase] = {
                 "subscribe(t0, batch_size=1)   <- the first batch says has_more=false",
             ),
             live=True,
-            seed=12,
-            more_seeds=(10, 5, 6, 7),
+            seed=0,
         ),
         FaultCase(
             "live_delete_missing",
