@@ -140,6 +140,10 @@ def _sql_error(resp: httpx.Response, sql: str | None, cls: type[SqlError] = SqlE
     return cls(resp.status_code, code, message, sql, body)
 
 
+#: seconds an idle keep-alive connection is kept by the client (below the servers' 5 s)
+KEEPALIVE_EXPIRY_S = 2.0
+
+
 @functools.lru_cache(maxsize=1)
 def _ssl_context() -> ssl.SSLContext:
     """One verifying TLS context for every client of the process.
@@ -196,6 +200,10 @@ class KalamClient:
             trust_env=False,
             headers={"Accept": "application/json"},
             verify=_ssl_context(),
+            # Idle connections are dropped before a server's usual 5 s keep-alive timeout (uvicorn's and
+            # actix-web's default): at exactly 5 s on both sides a request could go out on a connection the
+            # server was closing ("Server disconnected without sending a response"), e.g. after a pause step.
+            limits=httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY_S),
         )
         self._set_token(token, refresh_token, expires_at)
 

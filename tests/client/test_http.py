@@ -605,3 +605,16 @@ def test_client_errors_are_kalam_errors():
     """Everything the client raises for the server or network is a KalamError."""
     for cls in (SqlError, RateLimited, AuthError, TransportError, DeadlineExceeded):
         assert issubclass(cls, KalamError)
+
+
+def test_idle_connections_are_dropped_before_the_servers_keep_alive_timeout():
+    """uvicorn and actix-web close idle keep-alive connections after 5 s; a client keeping them as long races
+    the close (a 15-minute fuzz run failed with "Server disconnected without sending a response" after a
+    pause step). Every client's pool must drop them sooner, logged-in clients included."""
+    from kalammodel.client._http import KEEPALIVE_EXPIRY_S
+
+    client = KalamClient("http://127.0.0.1:9", token="t")
+    pool = client._http._transport._pool  # httpx's connection pool (httpcore.ConnectionPool)
+    assert KEEPALIVE_EXPIRY_S < 5.0
+    assert pool._keepalive_expiry == KEEPALIVE_EXPIRY_S
+    client.close()
