@@ -495,7 +495,9 @@ class LiveModel:
             by_key[_key(cand.key)] = cand
         if any(b <= a for a, b in zip(seqs, seqs[1:])):
             return f"snapshot rows are not in ascending _seq order: {seqs}"
-        if any(b.group < a.group for a, b in zip(matched, matched[1:])):
+        # (write order is only known for rows with a key: equal PK-less rows are interchangeable, and their
+        # _seq order is checked above)
+        if table.pk is not None and any(b.group < a.group for a, b in zip(matched, matched[1:])):
             return f"snapshot rows out of write order: {[c.row for c in matched]}"
         if sub.batch_num > 0 and sub.last_seq is not None and seqs and seqs[0] <= sub.last_seq:
             return (
@@ -563,13 +565,19 @@ class LiveModel:
     def _match_row(
         self, table: Any, sub: LiveSub, row: Mapping[str, Any], pool: list[_Candidate]
     ) -> _Candidate | None:
+        """The candidate ``row`` is, earliest written first. Without a PRIMARY KEY equal rows cannot be told
+        apart: a candidate sure to be sent is taken before one near its TTL, so that what is left unmatched is
+        what may have expired."""
         pk = table.pk
+        maybe: _Candidate | None = None
         for cand in pool:
             if pk is not None and _key(row.get(pk.column.name)) != _key(cand.row.get(pk.column.name)):
                 continue
             if self.row_problem(table, sub, cand.row, row, full=True) is None:
-                return cand
-        return None
+                if pk is not None or not cand.maybe:
+                    return cand
+                maybe = maybe or cand
+        return maybe
 
     # ------------------------------------------------------------------ rows and changes
 

@@ -79,3 +79,22 @@ def test_update_delta_shape():
         model, sub, "update", [{"id": 1, "n": 6, "_seq": 10}], [{"id": 1, "n": 5, "_seq": 9}]
     )
     assert good[1] is None
+
+
+def test_pk_less_stream_snapshot_with_equal_rows_near_their_ttl():
+    """Equal rows of a STREAM table without PRIMARY KEY are interchangeable: the server's snapshot (older rows
+    already expired) matches the sure rows, not older equal rows near their TTL, and needs no write order
+    beyond _seq (found by a fuzz run: 'snapshot rows out of write order')."""
+    model = Model(actors={"root": Role.SYSTEM, "u1": Role.USER})
+    model.stream_slack = 1.5
+    model.clock = 100.0
+    model.create_table("u1", TableSpec("s", "STREAM", (Column("v", T),), ttl_seconds=2))
+    model.insert("u1", "s", ["v"], [T], [("x",), ("x",)])  # A: near the TTL at the snapshot
+    model.clock = 101.0
+    model.insert("u1", "s", ["v"], [T], [("x",), ("y",), ("x",)])  # B: sure
+    live = LiveModel()
+    sub, refusal = live.subscribe(model, "s1", "u1", "s", None, None, LiveOptions(snapshot=True))
+    assert refusal is None and sub is not None
+    rows = [{"v": "x", "_seq": 10}, {"v": "y", "_seq": 11}, {"v": "x", "_seq": 12}]  # A expired on the server
+    control = {"batch_num": 0, "has_more": False, "status": "ready", "last_seq_id": 12}
+    assert live.check_batch(model, sub, rows, control) is None
