@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 from .client import LiveConnection
@@ -430,8 +431,7 @@ class LiveExtension:
         for table, change in self._recent:
             if table != sub.table or change.owner == sub.owner or change.kind != msg.change_type:
                 continue
-            shared = [k for k in values if k in change.row and not k.startswith("_")]
-            if shared and all(change.row.get(k) == values[k] for k in shared):
+            if _same_values(values, change.row):
                 return True
         return False
 
@@ -440,18 +440,13 @@ class LiveExtension:
         if sub.kind is TableKind.SHARED or sub.table not in session.model.tables:
             return False
         model = session.model
-
-        def same(a: dict[str, Any], b: dict[str, Any]) -> bool:
-            shared = [k for k in a if k in b and not k.startswith("_")]
-            return bool(shared) and all(a[k] == b[k] for k in shared)
-
         own = model.visible_rows(sub.table, sub.owner) + model.maybe_rows(sub.table, sub.owner)
-        strangers = [r for r in rows if not any(same(r, o) for o in own)]
+        strangers = [r for r in rows if not any(_same_values(r, o) for o in own)]
         for other in model.scopes(sub.table):
             if other == sub.owner:
                 continue
             theirs = model.visible_rows(sub.table, other) + model.maybe_rows(sub.table, other)
-            if any(same(r, t) for r in strangers for t in theirs):
+            if any(_same_values(r, t) for r in strangers for t in theirs):
                 return True
         return False
 
@@ -597,6 +592,12 @@ class LiveExtension:
             expected=expected,
             actual=actual,
         )
+
+
+def _same_values(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether two rows agree on every user column both carry (at least one; ``_seq``/``_deleted`` aside)."""
+    shared = [k for k in a if k in b and not k.startswith("_")]
+    return bool(shared) and all(a[k] == b[k] for k in shared)
 
 
 def _change_data(change: Any) -> dict[str, Any]:

@@ -143,18 +143,7 @@ MAX_SUBS_PER_USER = 4
 #: Pauses are real time; only STREAM tables with a TTL up to this many seconds get one.
 MAX_PAUSE_TTL = 3
 
-_WRITE_OPS = (
-    "insert",
-    "insert_duplicate",
-    "update_pk",
-    "update_pred",
-    "delete_pk",
-    "delete_pred",
-    "reinsert_deleted",
-)
-_READ_OPS = ("select", "count", "select_deleted")
 _DDL_OPS = ("alter_add", "alter_drop")
-_FLUSH_OPS = ("flush", "flush_while_active")
 #: Slow operations: their workload weight is divided by N in the operation choice (KalamStateMachine.step).
 _SLOW_OPS = {"restart": 4, "pause": 2}
 #: never left out by the swarm (every other operation needs rows)
@@ -975,10 +964,7 @@ _OP_HANDLERS: dict[str, tuple[str, Any]] = {
 @functools.lru_cache(maxsize=512)
 def _weighted_choice(choices: tuple[tuple[str, float], ...]) -> st.SearchStrategy[str]:
     """An operation with probability proportional to its weight (quarter-weight resolution), first shrinks best."""
-    names: list[str] = []
-    for name, weight in choices:
-        names.extend([name] * max(1, round(weight * 4)))
-    return st.sampled_from(names)
+    return weighted([(name, weight * 4) for name, weight in choices])
 
 
 def machine_for(runner: Any, workload: Any, *, hooks: tuple[Any, ...] = ()) -> type[KalamStateMachine]:

@@ -383,7 +383,7 @@ class Session:
             # even one compared just before the pause.
             for name, state in self.model.tables.items():
                 if state.kind is TableKind.STREAM:
-                    self._dirty.update((name, owner) for owner in self._scopes_of(name))
+                    self._mark_all_scopes(name)
             return
         request = Request("root", f"-- wait for the flush job of {expectation.table}")
         self._await_job(step, request, expectation.table, expectation.job_id)
@@ -446,13 +446,16 @@ class Session:
                 )
         self.model.flush_completed(table)
         self._flushed_tables.add(table)
-        for owner in self._scopes_of(table):
-            self._dirty.add((table, owner))
+        self._mark_all_scopes(table)
         # A completed flush is the moment hot + cold consistency and the cold files are checked.
         for owner in self._scopes_of(table):
             self._check_scope(table, owner)
 
     # ------------------------------------------------------------------ bookkeeping of touched scopes
+
+    def _mark_all_scopes(self, table: str) -> None:
+        """Every owner's scope of ``table`` is due for a full comparison (after a flush, an ALTER, a pause)."""
+        self._dirty.update((table, owner) for owner in self._scopes_of(table))
 
     def _scopes_of(self, table: str) -> list[str | None]:
         if table not in self.model.tables:
@@ -467,7 +470,7 @@ class Session:
         if step.kind in _SCHEMA_STEPS:
             # ALTER TABLE changes what every owner's rows read like (a new column NULL, a dropped one gone):
             # every scope is compared again, not only the ALTERing identity's.
-            self._dirty.update((table, owner) for owner in self._scopes_of(table))
+            self._mark_all_scopes(table)
             return
         owner = (
             None if state.kind is TableKind.SHARED else self.model.effective_user(step.actor, step.as_user)

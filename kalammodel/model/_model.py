@@ -503,15 +503,21 @@ class Model:
             values = self._row(table, version.values, version.deleted)
             if where is not None and where.evaluate(values) is not True:
                 continue
-            running = table.flush.running_job is not None and version.write_no <= (
-                table.flush.started_at if table.flush.started_at is not None else self.write_no
-            )
-            if version.deleted and (version.flushed or version.maybe_flushed or running or table.auto_flush):
+            if version.deleted and (
+                version.flushed or version.maybe_flushed or table.auto_flush or self._in_running_flush(table, version)
+            ):
                 # a completed or running flush may have discarded the tombstone (PROTOCOL §5.3, §7.3)
                 maybe.append(values)
             else:
                 sure.append(values)
         return sure, maybe
+
+    def _in_running_flush(self, table: TableState, version: Any) -> bool:
+        """Whether ``version`` was written before the table's running flush job began (the job may take it)."""
+        flush = table.flush
+        if flush.running_job is None:
+            return False
+        return version.write_no <= (flush.started_at if flush.started_at is not None else self.write_no)
 
     # ------------------------------------------------------------------ DDL
 
