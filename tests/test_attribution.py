@@ -4,10 +4,14 @@ matching rows) must be reported as ``isolation`` however the leak shows up."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
 import pytest
 
 from kalammodel.live import live_extension
-from kalammodel.model import Cmp, Column, ColumnType, TableSpec
+from kalammodel.model import Cmp, Column, ColumnType, Model, TableSpec
 from kalammodel.runner import Runner
 from kalammodel.steps import (
     AlterAddColumn,
@@ -30,17 +34,36 @@ TYPES = (ColumnType.BIGINT, ColumnType.TEXT)
 RANGE = Cmp("id", ColumnType.BIGINT, ">=", 0)
 
 
-@pytest.fixture(scope="module")
-def leaky_runner():
-    target = EmbeddedTarget(("user_select_leak",))
+@contextmanager
+def _server(*faults: str, server_args: tuple[str, ...] = ()) -> Iterator[tuple[EmbeddedTarget, ActorPool]]:
+    """An embedded server with ``faults`` on and its logged-in default identities; stopped on exit."""
+    target = EmbeddedTarget(faults, extra_args=server_args)
     target.start()
     pool = ActorPool.for_target(target, DEFAULT_IDENTITIES)
     try:
         pool.open_all()
-        yield Runner(target, pool, extensions=[live_extension])
+        yield target, pool
     finally:
         pool.close()
         target.close()
+
+
+def _run_with(
+    faults: tuple[str, ...], steps: list[Any], server_args: tuple[str, ...] = (), **runner: Any
+) -> Any:
+    """``steps`` run once on a fresh server with ``faults`` on (Runner options ``runner``); the RunResult."""
+    with _server(*faults, server_args=server_args) as (target, pool):
+        return Runner(target, pool, **runner).run_steps(steps)
+
+
+#: a pause long enough for a 1 s TTL row to be surely gone by the model
+PAST_TTL_1S = 1 + Model().stream_slack + 0.25
+
+
+@pytest.fixture(scope="module")
+def leaky_runner():
+    with _server("user_select_leak") as (target, pool):
+        yield Runner(target, pool, extensions=[live_extension])
 
 
 def table() -> CreateTable:
@@ -55,7 +78,7 @@ def test_leaked_row_with_a_key_the_reader_also_has_is_isolation(leaky_runner):
             Insert("user1", "t0", ("id", "v"), TYPES, ((0, "user1's"),)),
             Insert("user2", "t0", ("id", "v"), TYPES, ((0, "user2's"),)),
             Select("user2", "t0", None, RANGE, (("id", False),)),
-        ]
+        ],
     )
     assert result.divergence is not None, result
     assert result.divergence.invariant == "isolation", result.divergence
@@ -68,7 +91,7 @@ def test_count_that_includes_other_users_rows_is_isolation(leaky_runner):
             table(),
             Insert("user1", "t0", ("id", "v"), TYPES, ((1, "a"), (2, "b"))),
             Count("user2", "t0", RANGE),
-        ]
+        ],
     )
     assert result.divergence is not None, result
     assert result.divergence.invariant == "isolation", result.divergence
@@ -83,7 +106,7 @@ def test_leak_seen_through_a_subscriptions_sql_cross_check_is_isolation(leaky_ru
             table(),
             Insert("user1", "t0", ("id", "v"), TYPES, ((3, "c"),)),
             Subscribe("user2", "t0", "s1", ("id", "v"), RANGE, True),
-        ]
+        ],
     )
     assert result.divergence is not None, result
     assert result.divergence.invariant == "isolation", result.divergence
@@ -107,15 +130,8 @@ def test_same_programs_pass_on_a_correct_server(kalamdb_target, actor_pool):
 @pytest.fixture(scope="module")
 def wrong_partition_runner():
     """A server whose EXECUTE AS USER writes land in the caller's own partition (``execute_as_wrong_partition``)."""
-    target = EmbeddedTarget(("execute_as_wrong_partition",))
-    target.start()
-    pool = ActorPool.for_target(target, DEFAULT_IDENTITIES)
-    try:
-        pool.open_all()
+    with _server("execute_as_wrong_partition") as (target, pool):
         yield Runner(target, pool, extensions=[live_extension])
-    finally:
-        pool.close()
-        target.close()
 
 
 def test_duplicate_key_from_a_write_in_the_wrong_partition_is_isolation(wrong_partition_runner):
@@ -126,7 +142,7 @@ def test_duplicate_key_from_a_write_in_the_wrong_partition_is_isolation(wrong_pa
             table(),
             Insert("svc", "t0", ("id", "v"), TYPES, ((5, "svc's"),)),
             Insert("svc", "t0", ("id", "v"), TYPES, ((5, "user1's"),), "user1"),
-        ]
+        ],
     )
     assert result.divergence is not None, result
     assert result.divergence.step_index == 2
@@ -142,7 +158,7 @@ def test_another_users_row_in_a_snapshot_is_isolation(wrong_partition_runner):
             CreateTable("dba", spec),
             StreamInsert("dba", "s0", ("v",), (ColumnType.TEXT,), (("syn_a's",),), "syn_a"),
             Subscribe("dba", "s0", "s1", None, None, True),
-        ]
+        ],
     )
     assert result.divergence is not None, result
     assert result.divergence.step_index == 2
@@ -153,29 +169,22 @@ def test_another_users_row_in_a_snapshot_is_isolation(wrong_partition_runner):
 def test_old_values_in_the_read_back_of_an_execute_as_write_are_schema_evolution():
     """A re-added column showing its old value (planted ``readd_column_old_values``) in the read-back of an
     EXECUTE AS USER update: the right row came back with a wrong value, which is not a partition problem."""
-    target = EmbeddedTarget(("readd_column_old_values",))
-    target.start()
-    pool = ActorPool.for_target(target, DEFAULT_IDENTITIES)
     cols = (
         Column("id", ColumnType.INT, primary_key=True),
         Column("c0", ColumnType.BIGINT, nullable=False),
         Column("c3", ColumnType.INT),
     )
     kinds = tuple(c.type for c in cols)
-    try:
-        pool.open_all()
-        result = Runner(target, pool).run_steps(
-            [
-                CreateTable("svc", TableSpec(name="t0", kind="USER", columns=cols)),
-                Insert("dba", "t0", ("id", "c0", "c3"), kinds, ((10, 17, 8),), "user2"),
-                AlterDropColumn("svc", "t0", "c3"),
-                AlterAddColumn("root", "t0", Column("c3", ColumnType.TIMESTAMP)),
-                Update.by_pk("dba", "t0", "id", ColumnType.INT, 10, (("c0", ColumnType.BIGINT, 18),), "user2"),
-            ]
-        )
-    finally:
-        pool.close()
-        target.close()
+    result = _run_with(
+        ("readd_column_old_values",),
+        [
+            CreateTable("svc", TableSpec(name="t0", kind="USER", columns=cols)),
+            Insert("dba", "t0", ("id", "c0", "c3"), kinds, ((10, 17, 8),), "user2"),
+            AlterDropColumn("svc", "t0", "c3"),
+            AlterAddColumn("root", "t0", Column("c3", ColumnType.TIMESTAMP)),
+            Update.by_pk("dba", "t0", "id", ColumnType.INT, 10, (("c0", ColumnType.BIGINT, 18),), "user2"),
+        ],
+    )
     assert result.divergence is not None, result
     assert result.divergence.step_index == 4
     assert result.divergence.invariant == "schema_evolution", result.divergence
@@ -184,22 +193,16 @@ def test_old_values_in_the_read_back_of_an_execute_as_write_are_schema_evolution
 def test_an_alter_makes_every_owners_scope_due_for_a_full_comparison():
     """user1's scope was compared in full right after its insert; then dba drops and re-adds the column (planted
     ``readd_column_old_values``). No write follows, yet the final comparison must read user1's rows again."""
-    target = EmbeddedTarget(("readd_column_old_values",))
-    target.start()
-    pool = ActorPool.for_target(target, DEFAULT_IDENTITIES)
-    try:
-        pool.open_all()
-        result = Runner(target, pool, check_every=1).run_steps(
-            [
-                table(),
-                Insert("user1", "t0", ("id", "v"), TYPES, ((1, "old"),)),
-                AlterDropColumn("dba", "t0", "v"),
-                AlterAddColumn("dba", "t0", Column("v", ColumnType.TEXT)),
-            ]
-        )
-    finally:
-        pool.close()
-        target.close()
+    result = _run_with(
+        ("readd_column_old_values",),
+        [
+            table(),
+            Insert("user1", "t0", ("id", "v"), TYPES, ((1, "old"),)),
+            AlterDropColumn("dba", "t0", "v"),
+            AlterAddColumn("dba", "t0", Column("v", ColumnType.TEXT)),
+        ],
+        check_every=1,
+    )
     assert result.divergence is not None, result
     assert result.divergence.invariant == "schema_evolution", result.divergence
     assert "t0/user1" in result.divergence.message, result.divergence
@@ -208,24 +211,16 @@ def test_an_alter_makes_every_owners_scope_due_for_a_full_comparison():
 def test_a_pause_makes_every_stream_scope_due_for_a_full_comparison():
     """user1's STREAM scope was compared right after the insert; rows never expire (planted
     ``stream_never_expires``). After a pause past the TTL the final comparison must read the scope again."""
-    target = EmbeddedTarget(("stream_never_expires",))
-    target.start()
-    pool = ActorPool.for_target(target, DEFAULT_IDENTITIES)
     spec = TableSpec(name="s0", kind="STREAM", columns=COLS[1:], ttl_seconds=1)
-    try:
-        pool.open_all()
-        runner = Runner(target, pool, check_every=1)
-        pause = 1 + runner.new_model().stream_slack + 0.25
-        result = runner.run_steps(
-            [
-                CreateTable("dba", spec),
-                StreamInsert("user1", "s0", ("v",), (ColumnType.TEXT,), (("gone soon",),)),
-                Pause(pause),
-            ]
-        )
-    finally:
-        pool.close()
-        target.close()
+    result = _run_with(
+        ("stream_never_expires",),
+        [
+            CreateTable("dba", spec),
+            StreamInsert("user1", "s0", ("v",), (ColumnType.TEXT,), (("gone soon",),)),
+            Pause(PAST_TTL_1S),
+        ],
+        check_every=1,
+    )
     assert result.divergence is not None, result
     assert result.divergence.invariant == "stream_ttl", result.divergence
 
@@ -233,25 +228,17 @@ def test_a_pause_makes_every_stream_scope_due_for_a_full_comparison():
 def test_an_expired_stream_row_in_a_snapshot_is_stream_ttl():
     """A STREAM row past its TTL (planted ``stream_never_expires``) first seen in a subscription's snapshot is a
     TTL failure, not a live-query one."""
-    target = EmbeddedTarget(("stream_never_expires",))
-    target.start()
-    pool = ActorPool.for_target(target, DEFAULT_IDENTITIES)
     spec = TableSpec(name="s0", kind="STREAM", columns=COLS[1:], ttl_seconds=1)
-    try:
-        pool.open_all()
-        runner = Runner(target, pool, extensions=[live_extension])
-        pause = 1 + runner.new_model().stream_slack + 0.25
-        result = runner.run_steps(
-            [
-                CreateTable("dba", spec),
-                StreamInsert("user1", "s0", ("v",), (ColumnType.TEXT,), (("gone soon",),)),
-                Pause(pause),
-                Subscribe("user1", "s0", "s1", None, None, True),
-            ]
-        )
-    finally:
-        pool.close()
-        target.close()
+    result = _run_with(
+        ("stream_never_expires",),
+        [
+            CreateTable("dba", spec),
+            StreamInsert("user1", "s0", ("v",), (ColumnType.TEXT,), (("gone soon",),)),
+            Pause(PAST_TTL_1S),
+            Subscribe("user1", "s0", "s1", None, None, True),
+        ],
+        extensions=[live_extension],
+    )
     assert result.divergence is not None, result
     assert result.divergence.step_index == 3, result.divergence
     assert result.divergence.invariant == "stream_ttl", result.divergence
@@ -260,22 +247,16 @@ def test_an_expired_stream_row_in_a_snapshot_is_stream_ttl():
 def test_a_write_that_misses_rows_of_a_running_flush_is_hot_cold_consistency():
     """During a running flush an UPDATE by predicate misses the rows being moved (planted ``flush_read_gap``,
     with a flush slowed to 400 ms): its row count is wrong because of the flush, not an 'outcome' problem."""
-    target = EmbeddedTarget(("flush_read_gap",), extra_args=("--flush-delay-ms", "400"))
-    target.start()
-    pool = ActorPool.for_target(target, DEFAULT_IDENTITIES)
-    try:
-        pool.open_all()
-        result = Runner(target, pool).run_steps(
-            [
-                table(),
-                Insert("user1", "t0", ("id", "v"), TYPES, ((1, "a"), (2, "b"))),
-                StartFlush("dba", "t0"),
-                Update("user1", "t0", (("v", ColumnType.TEXT, "c"),), RANGE),
-            ]
-        )
-    finally:
-        pool.close()
-        target.close()
+    result = _run_with(
+        ("flush_read_gap",),
+        [
+            table(),
+            Insert("user1", "t0", ("id", "v"), TYPES, ((1, "a"), (2, "b"))),
+            StartFlush("dba", "t0"),
+            Update("user1", "t0", (("v", ColumnType.TEXT, "c"),), RANGE),
+        ],
+        server_args=("--flush-delay-ms", "400"),
+    )
     assert result.divergence is not None, result
     assert result.divergence.step_index == 3, result.divergence
     assert result.divergence.invariant == "hot_cold_consistency", result.divergence
@@ -284,25 +265,18 @@ def test_a_write_that_misses_rows_of_a_running_flush_is_hot_cold_consistency():
 def test_old_values_under_a_readded_name_of_a_stream_table_are_schema_evolution():
     """On a STREAM table without PRIMARY KEY, a re-added column showing the dropped one's value (planted
     ``readd_column_old_values``) is a schema-evolution failure, not a TTL one: the rows match otherwise."""
-    target = EmbeddedTarget(("readd_column_old_values",))
-    target.start()
-    pool = ActorPool.for_target(target, DEFAULT_IDENTITIES)
     cols = (Column("v", ColumnType.TEXT), Column("w", ColumnType.TEXT))
     spec = TableSpec(name="s0", kind="STREAM", columns=cols, ttl_seconds=60)
-    try:
-        pool.open_all()
-        result = Runner(target, pool).run_steps(
-            [
-                CreateTable("dba", spec),
-                StreamInsert("user1", "s0", ("v", "w"), (ColumnType.TEXT,) * 2, (("a", "old"),)),
-                AlterDropColumn("dba", "s0", "w"),
-                AlterAddColumn("dba", "s0", Column("w", ColumnType.TEXT)),
-                StreamSelect("user1", "s0", None, None, (), None, None),
-            ]
-        )
-    finally:
-        pool.close()
-        target.close()
+    result = _run_with(
+        ("readd_column_old_values",),
+        [
+            CreateTable("dba", spec),
+            StreamInsert("user1", "s0", ("v", "w"), (ColumnType.TEXT,) * 2, (("a", "old"),)),
+            AlterDropColumn("dba", "s0", "w"),
+            AlterAddColumn("dba", "s0", Column("w", ColumnType.TEXT)),
+            StreamSelect("user1", "s0", None, None, (), None, None),
+        ],
+    )
     assert result.divergence is not None, result
     assert result.divergence.step_index == 4, result.divergence
     assert result.divergence.invariant == "schema_evolution", result.divergence
