@@ -1029,6 +1029,36 @@ GC_THRESHOLDS = (50_000, 20, 100)
 
 
 @contextmanager
+def pinned_constants() -> Iterator[None]:
+    """Hypothesis draws without the constants it collects from loaded local modules, while inside.
+
+    Hypothesis (6.x) sometimes draws an integer, float or string from the literals of every *local* module that
+    is loaded (``hypothesis.internal.conjecture.providers._get_local_constants``), so the same seed generates
+    different programs depending on which test modules pytest imported. A seed must mean the same
+    program in one test file, in the whole suite and in a benchmark (detection hunts, derandomized tests):
+    inside this block the local pool is empty (Hypothesis's global constants still apply). Internal API: if it moves, the
+    run is unpinned rather than failing.
+    """
+    try:
+        from hypothesis.internal.conjecture import providers
+    except ImportError:  # pragma: no cover - a future Hypothesis
+        yield
+        return
+    original = getattr(providers, "_get_local_constants", None)
+    if original is None or not hasattr(providers, "CONSTANTS_CACHE"):  # pragma: no cover
+        yield
+        return
+    empty = providers.Constants()
+    providers.CONSTANTS_CACHE.cache.clear()
+    providers._get_local_constants = lambda: empty
+    try:
+        yield
+    finally:
+        providers._get_local_constants = original
+        providers.CONSTANTS_CACHE.cache.clear()
+
+
+@contextmanager
 def tuned_gc() -> Iterator[None]:
     """Collect garbage less often while the machine runs; restore the collector's settings afterwards.
 

@@ -22,7 +22,7 @@ import attrs
 from hypothesis import HealthCheck, Phase, settings
 
 from kalammodel.errors import Divergence
-from kalammodel.machine import Failure, run_machine
+from kalammodel.machine import Failure, pinned_constants, run_machine
 from kalammodel.runner import Runner
 from kalammodel.targets import ActorPool, EmbeddedTarget
 from kalammodel.workloads import Workload, load_workload
@@ -328,36 +328,6 @@ def runner_extensions() -> dict[str, Any]:
 
 def live_checks_available() -> bool:
     return bool(runner_extensions())
-
-
-@contextmanager
-def pinned_constants() -> Iterator[None]:
-    """Hypothesis draws without the constants it collects from loaded local modules, while inside.
-
-    Hypothesis (6.x) sometimes draws an integer, float or string from the literals of every *local* module that
-    is loaded (``hypothesis.internal.conjecture.providers._get_local_constants``), so the same seed generates
-    different programs depending on which test modules pytest imported. A hunt's seed must mean the same
-    program in ``pytest tests/detection``, in the whole suite and in ``benchmarks/detection.py``: inside this
-    block the local pool is empty (Hypothesis's global constants still apply). Internal API: if it moves, the
-    hunt runs unpinned rather than failing.
-    """
-    try:
-        from hypothesis.internal.conjecture import providers
-    except ImportError:  # pragma: no cover - a future Hypothesis
-        yield
-        return
-    original = getattr(providers, "_get_local_constants", None)
-    if original is None or not hasattr(providers, "CONSTANTS_CACHE"):  # pragma: no cover
-        yield
-        return
-    empty = providers.Constants()
-    providers.CONSTANTS_CACHE.cache.clear()
-    providers._get_local_constants = lambda: empty
-    try:
-        yield
-    finally:
-        providers._get_local_constants = original
-        providers.CONSTANTS_CACHE.cache.clear()
 
 
 def hunt(

@@ -1,13 +1,14 @@
-"""Hunts draw the same program for a seed whatever local modules are loaded (``_faultbook.pinned_constants``)."""
+"""Hunts draw the same program for a seed whatever local modules are loaded (``kalammodel.machine.pinned_constants``)."""
 
 from __future__ import annotations
 
 import importlib.util
 import sys
 
-from _faultbook import pinned_constants
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
+
+from kalammodel.machine import pinned_constants
 
 #: in the module loaded mid-test only: a pinned draw must never produce it
 PLANTED = 987_654_321_123
