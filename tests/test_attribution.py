@@ -166,6 +166,22 @@ def test_another_users_row_in_a_snapshot_is_isolation(wrong_partition_runner):
     assert "snapshot row" in result.divergence.message
 
 
+def test_rows_of_an_execute_as_stream_insert_missing_from_the_target_are_isolation(wrong_partition_runner):
+    """svc EXECUTE AS user1 inserts into a STREAM table with a 60 s TTL; the rows land in svc's partition, so
+    user1's scope misses exactly the rows just written: isolation, not an expiry (stream_ttl)."""
+    spec = TableSpec(name="s0", kind="STREAM", columns=COLS, ttl_seconds=60)
+    result = wrong_partition_runner.run_steps(
+        [
+            CreateTable("user1", spec),
+            StreamInsert("user1", "s0", ("id", "v"), TYPES, ((1, "own"),)),
+            StreamInsert("svc", "s0", ("id", "v"), TYPES, ((2, "for user1"), (3, "too")), "user1"),
+            StreamSelect("user1", "s0"),
+        ],
+    )
+    assert result.divergence is not None, result
+    assert result.divergence.invariant == "isolation", result.divergence
+
+
 def test_old_values_in_the_read_back_of_an_execute_as_write_are_schema_evolution():
     """A re-added column showing its old value (planted ``readd_column_old_values``) in the read-back of an
     EXECUTE AS USER update: the right row came back with a wrong value, which is not a partition problem."""
@@ -220,6 +236,24 @@ def test_a_pause_makes_every_stream_scope_due_for_a_full_comparison():
             Pause(PAST_TTL_1S),
         ],
         check_every=1,
+    )
+    assert result.divergence is not None, result
+    assert result.divergence.invariant == "stream_ttl", result.divergence
+
+
+def test_an_expired_stream_row_equal_to_another_owners_row_is_stream_ttl():
+    """user1's PK-less STREAM row outlives its TTL (planted ``stream_never_expires``) while user2 now holds an
+    equal row: the reader's own expired row, so stream_ttl, not a leak of user2's row (isolation)."""
+    spec = TableSpec(name="s0", kind="STREAM", columns=COLS[1:], ttl_seconds=1)
+    result = _run_with(
+        ("stream_never_expires",),
+        [
+            CreateTable("dba", spec),
+            StreamInsert("user1", "s0", ("v",), (ColumnType.TEXT,), (("same",),)),
+            Pause(PAST_TTL_1S),
+            StreamInsert("user2", "s0", ("v",), (ColumnType.TEXT,), (("same",),)),
+            StreamSelect("user1", "s0"),
+        ],
     )
     assert result.divergence is not None, result
     assert result.divergence.invariant == "stream_ttl", result.divergence
@@ -280,3 +314,22 @@ def test_old_values_under_a_readded_name_of_a_stream_table_are_schema_evolution(
     assert result.divergence is not None, result
     assert result.divergence.step_index == 4, result.divergence
     assert result.divergence.invariant == "schema_evolution", result.divergence
+
+
+def test_snapshot_missing_rows_during_a_running_flush_is_hot_cold():
+    """With flush_read_gap planted (reads miss the rows a running flush moves), a subscription opened while the
+    flush runs gets a snapshot short of them: the flush's failure (hot_cold_consistency), as a SELECT missing
+    them is; live_query would split one bug in two, and the reducer keeps only candidates that fail alike."""
+    steps = [
+        CreateTable("user1", TableSpec(name="t0", kind="USER", columns=COLS)),
+        Insert("user1", "t0", ("id", "v"), TYPES, ((1, "a"), (2, "b"))),
+        StartFlush("dba", "t0"),
+        Subscribe("user1", "t0", "s1", batch_size=5),
+    ]
+    result = _run_with(
+        ("flush_read_gap",), steps, server_args=("--flush-delay-ms", "1500"), extensions=[live_extension]
+    )
+    assert result.divergence is not None, result
+    assert (result.divergence.invariant, result.divergence.step_index) == ("hot_cold_consistency", 3), (
+        result.divergence
+    )

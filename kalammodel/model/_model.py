@@ -62,6 +62,8 @@ __all__ = ["Model", "TableState"]
 PERMISSION_DENIED = "PERMISSION_DENIED"
 SQL_EXECUTION_ERROR = "SQL_EXECUTION_ERROR"
 INVALID_SQL = "INVALID_SQL"
+#: expired STREAM rows a scope remembers (for attribution only)
+EXPIRED_KEPT = 500
 
 _IDENT = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _PK_TYPES = (ColumnType.BIGINT, ColumnType.INT, ColumnType.SMALLINT, ColumnType.TEXT, ColumnType.TIMESTAMP)
@@ -117,6 +119,9 @@ class Scope:
     owner: str | None
     versions: dict[Any, list[Version]] = attrs.Factory(dict)
     stream_rows: list[StreamRow] = attrs.Factory(list)
+    #: STREAM rows surely past their TTL, newest last (at most EXPIRED_KEPT): a read that still returns one
+    #: is an expiry failure, not another owner's row that happens to look the same
+    expired: list[StreamRow] = attrs.Factory(list)
     cold: dict[Any, dict[str, Any]] = attrs.Factory(dict)  # newest cold row per PK, by column name at flush
     cold_exact: bool = True
 
@@ -290,7 +295,10 @@ class Model:
                     if row.inserted_until is None:
                         row.inserted_until = self._clock
                 ttl = table.spec.ttl_seconds or 0
-                scope.stream_rows = [r for r in scope.stream_rows if self._stream_state(r, ttl) != "gone"]
+                gone = [r for r in scope.stream_rows if self._stream_state(r, ttl) == "gone"]
+                if gone:
+                    scope.stream_rows = [r for r in scope.stream_rows if self._stream_state(r, ttl) != "gone"]
+                    scope.expired = (scope.expired + gone)[-EXPIRED_KEPT:]
 
     def _stream_state(self, row: StreamRow, ttl: float) -> str:
         if self._clock < row.inserted_from + ttl - self.stream_slack:
@@ -1176,6 +1184,20 @@ class Model:
             if versions and not versions[-1].deleted:
                 sure.append(self._row(table, versions[-1].values))
         return self._window(table, table.star_columns(), sure, [], [], None, None, unlimited=True)
+
+    def stream_rows_ever(self, table_name: str, owner: str | None) -> list[dict[str, Any]]:
+        """A STREAM scope's rows, current and (the last :data:`EXPIRED_KEPT`) expired ones: current user
+        columns plus ``_deleted``. Empty for other tables."""
+        table = self._known(table_name)
+        scope = self._scope(table, owner)
+        if scope is None or table.kind is not TableKind.STREAM:
+            return []
+        out = []
+        for row in scope.stream_rows + scope.expired:
+            values = self._strip(self._row(table, row.values))
+            values["_deleted"] = False
+            out.append(values)
+        return out
 
     def known_versions(self, table_name: str, owner: str | None, pk: Any) -> list[dict[str, Any]]:
         """Every version the model knows for ``pk``, oldest first: current user columns plus ``_deleted``."""
