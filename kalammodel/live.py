@@ -174,6 +174,10 @@ class LiveExtension:
         old = self.live.subs.get(step.from_sub)
         if old is None:
             return  # nothing to resume (a replayed case whose subscribe step was removed)
+        if step.from_sub in self.conns:
+            # still open: its connection drops first (what a client resumes from), after the changes of the
+            # writes made so far arrived, so that the resume point does not depend on timing
+            self._unsubscribe(session, Unsubscribe(step.from_sub, disconnect=True))
         options = LiveOptions(True, old.options.batch_size, None)
         seq = old.last_seq_seen if old.last_seq_seen is not None else 0
         resume_w = old.last_write if old.last_write is not None else 0

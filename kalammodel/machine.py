@@ -64,7 +64,7 @@ from .steps import (
     Unsubscribe,
     Update,
 )
-from .strategies import predicates, row_values, table_spec, values, weighted
+from .strategies import favour_absent, predicates, row_values, table_spec, values, weighted
 
 _LIVE_NUMERIC = (ColumnType.BIGINT, ColumnType.INT, ColumnType.SMALLINT, ColumnType.DOUBLE)
 
@@ -250,18 +250,28 @@ class KalamStateMachine(RuleBasedStateMachine):
     def _columns(self, state: Any) -> list[Column]:
         return [s.column for s in state.columns]
 
+    def _shared_levels(self) -> frozenset[str]:
+        """ACCESS_LEVELs of the example's SHARED tables."""
+        return frozenset(
+            t.spec.access_level or "PRIVATE" for t in self.model.tables.values() if t.kind is TableKind.SHARED
+        )
+
     def _owner(self, state: Any, actor: str, as_user: str | None) -> str | None:
         return None if state.kind is TableKind.SHARED else self.model.effective_user(actor, as_user)
 
     # ------------------------------------------------------------------ tables
 
     def _create(self, data: st.DataObject) -> Any:
-        kinds = [(k, w) for k, w in self.workload.table_kinds.items if w > 0]
+        # A kind the example has no table of yet weighs 4 times its workload weight (the first table's draw is
+        # the workload's): faults live between kinds and access levels (a user's write probe needs a PRIVATE
+        # SHARED table beside the USER tables), and a third USER table adds less than a first SHARED one.
+        present = {t.kind.value for t in self.model.tables.values()}
+        kinds = favour_absent([(k, w) for k, w in self.workload.table_kinds.items if w > 0], present)
         kind = TableKind(data.draw(weighted(kinds), label="table kind").upper())
         name = f"t{self.table_count}"
         self.table_count += 1
         schemas = [s for s in self.workload.schemas if s.kind.upper() == kind.value]
-        spec = data.draw(table_spec(self.workload, name, kind), label="schema")
+        spec = data.draw(table_spec(self.workload, name, kind, self._shared_levels()), label="schema")
         if bool(schemas) and data.draw(st.booleans(), label="workload schema"):
             chosen = data.draw(st.sampled_from(schemas))
             from .model import TableSpec
@@ -719,7 +729,12 @@ class KalamStateMachine(RuleBasedStateMachine):
                 ProbeExecuteAs(actor, target, None, None, (), None, None, data.draw(st.sampled_from(others)))
             )
         else:
-            target = table if table in shared else data.draw(st.sampled_from(shared), label="table")
+            # Each access level present is probed alike, however many tables hold it: a fault may let users
+            # write one level only (PRIVATE, say) while most SHARED tables are of the other.
+            levels = sorted(self._shared_levels())
+            level = data.draw(st.sampled_from(levels), label="access level") if len(levels) > 1 else levels[0]
+            of_level = [n for n in shared if (self.model.tables[n].spec.access_level or "PRIVATE") == level]
+            target = table if table in of_level else data.draw(st.sampled_from(of_level), label="table")
             columns = self._columns(self.model.tables[target])
             row = data.draw(row_values(columns))
             self._run(
@@ -857,15 +872,19 @@ class KalamStateMachine(RuleBasedStateMachine):
         self._run(Unsubscribe(sub_id, data.draw(st.booleans(), label="disconnect")))
 
     def _resumable(self) -> list[str]:
+        """Subscriptions to resume from: closed ones, and open ones past their snapshot that saw a step or two
+        (the resume step drops their connection first: a reconnect, without waiting for an unsubscribe step).
+        Each at most once; only those that received a ``_seq`` to resume from."""
         live = self._live()
         if live is None:
             return []
         room = set(self._live_actors())
         resumed: set[str] = getattr(self, "resumed", set())
+        old = set(self._old_subs())
         return sorted(
             s.id
             for s in live.subs.values()
-            if s.status == "closed"
+            if (s.status == "closed" or (s.status == "ready" and s.id in old and not s.tainted))
             and s.last_seq_seen is not None
             and s.id not in resumed
             and s.actor in room

@@ -823,7 +823,11 @@ class Unsubscribe(_LiveStep):
 
 @attrs.frozen
 class ResubscribeFromSeq(_LiveStep):
-    """Subscribe again like ``from_sub`` did, with ``from_seq_id`` = the newest ``_seq`` it received."""
+    """Subscribe again like ``from_sub`` did, with ``from_seq_id`` = the newest ``_seq`` it received.
+
+    A ``from_sub`` still open loses its connection first (``Unsubscribe(disconnect=True)``): a client resumes
+    after a dropped connection.
+    """
 
     kind: ClassVar[str] = "resubscribe_from_seq"
     sub_id: str = attrs.field(converter=_sub_id)

@@ -39,6 +39,7 @@ __all__ = [
     "PK_TYPES",
     "column_type_strategy",
     "columns_strategy",
+    "favour_absent",
     "pk_values",
     "predicates",
     "row_values",
@@ -51,6 +52,16 @@ PK_TYPES = (ColumnType.BIGINT, ColumnType.INT, ColumnType.TEXT)
 
 _TS_BASE = 1_700_000_000_000_000  # 2023-11-14 in µs
 _TEXT_ALPHABET = "abcAB _%'"
+
+
+def favour_absent(weights: Sequence[tuple[str, float]], present: Any, factor: float = 4) -> list[tuple[str, float]]:
+    """``weights`` with every name not in ``present`` (compared upper-case) weighing ``factor`` times more.
+
+    For the kinds and access levels of an example's tables: the first table follows the workload's weights,
+    later ones lean towards what the example does not hold yet.
+    """
+    upper = {str(p).upper() for p in present}
+    return [(name, w if name.upper() in upper else w * factor) for name, w in weights]
 
 
 def weighted(weights: Sequence[tuple[str, float]]) -> st.SearchStrategy[str]:
@@ -135,8 +146,14 @@ def columns_strategy(
 
 
 @st.composite
-def table_spec(draw: st.DrawFn, workload: Any, name: str, kind: TableKind) -> TableSpec:
-    """A table of ``kind`` with a generated schema drawn from the workload's column weights."""
+def table_spec(
+    draw: st.DrawFn, workload: Any, name: str, kind: TableKind, present_levels: frozenset[str] = frozenset()
+) -> TableSpec:
+    """A table of ``kind`` with a generated schema drawn from the workload's column weights.
+
+    A SHARED table's access level is drawn from the workload's weights, a level in ``present_levels`` (those
+    of the example's other SHARED tables) at a quarter of its weight: RBAC probes need both levels side by side.
+    """
     with_pk = kind is not TableKind.STREAM or draw(st.booleans())
     low = max(1, workload.columns.min)
     high = max(low, workload.columns.max)
@@ -147,7 +164,9 @@ def table_spec(draw: st.DrawFn, workload: Any, name: str, kind: TableKind) -> Ta
         ttl = draw(st.integers(max(1, workload.ttl_seconds.min), max(1, workload.ttl_seconds.max)))
     if kind is TableKind.SHARED:
         levels = {lvl.value.lower(): lvl for lvl in AccessLevel}
-        usable = [(n, w) for n, w in workload.access_levels.items if n.lower() in levels and w > 0]
+        usable = favour_absent(
+            [(n, w) for n, w in workload.access_levels.items if n.lower() in levels and w > 0], present_levels
+        )
         if usable:
             access = levels[draw(weighted(usable)).lower()]
     return TableSpec(

@@ -20,6 +20,7 @@ from kalammodel.steps import (
     CreateTable,
     Insert,
     Pause,
+    ResubscribeFromSeq,
     Select,
     StartFlush,
     StreamInsert,
@@ -314,6 +315,20 @@ def test_old_values_under_a_readded_name_of_a_stream_table_are_schema_evolution(
     assert result.divergence is not None, result
     assert result.divergence.step_index == 4, result.divergence
     assert result.divergence.invariant == "schema_evolution", result.divergence
+
+
+def test_resume_of_an_open_subscription_catches_a_replay():
+    """With from_seq_replays planted, resuming a still-open subscription (no unsubscribe step before it) gets
+    the change at from_seq_id again: a live_query divergence at the resume step."""
+    steps = [
+        CreateTable("user1", TableSpec(name="t0", kind="USER", columns=COLS)),
+        Insert("user1", "t0", ("id", "v"), TYPES, ((1, "a"),)),
+        Subscribe("user1", "t0", "s1"),
+        ResubscribeFromSeq("s2", "s1"),
+    ]
+    result = _run_with(("from_seq_replays",), steps, extensions=[live_extension])
+    assert result.divergence is not None, result
+    assert (result.divergence.invariant, result.divergence.step_index) == ("live_query", 3), result.divergence
 
 
 def test_snapshot_missing_rows_during_a_running_flush_is_hot_cold():

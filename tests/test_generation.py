@@ -74,3 +74,14 @@ def test_swarm_leaves_operations_out_of_some_examples(kalamdb_target, actor_pool
     runner = _run(kalamdb_target, actor_pool, _workload(insert=2, select=3, count=3), 15, 20)
     mixes = [{s.kind for s in ex} for ex in runner.examples]
     assert any(("select" in m) != ("count" in m) for m in mixes), mixes
+
+
+
+def test_kinds_and_levels_the_example_lacks_weigh_four_times_more():
+    """The weights the next table's kind (and a SHARED table's access level) are drawn with."""
+    from kalammodel.strategies import favour_absent
+
+    kinds = [("user", 3.0), ("shared", 1.0), ("stream", 1.0)]
+    assert favour_absent(kinds, set()) == [("user", 12.0), ("shared", 4.0), ("stream", 4.0)]  # same odds
+    assert favour_absent(kinds, {"USER"}) == [("user", 3.0), ("shared", 4.0), ("stream", 4.0)]
+    assert favour_absent([("public", 1), ("private", 1)], {"PUBLIC", "PRIVATE"}) == [("public", 1), ("private", 1)]

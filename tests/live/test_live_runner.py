@@ -194,3 +194,26 @@ def test_column_re_added_with_another_type_while_subscribed(runner):
         NextBatch("s1"),
     ]
     _ok(runner.run_steps(steps))
+
+
+def test_resume_of_an_open_subscription_drops_it_first(runner):
+    """Resuming a subscription that is still open drops its connection, then resumes from its last _seq:
+    the resumed one gets the later rows only, and the dropped one is not held to later changes."""
+    session = runner.session()
+    try:
+        for step in [
+            _table(),
+            _insert("user1", (1, 1, "a")),
+            Subscribe("user1", "t", "s1"),
+            _insert("user1", (2, 2, "b")),
+            ResubscribeFromSeq("s2", "s1"),
+            _insert("user1", (3, 3, "c")),
+            Update("user1", "t", (("n", B, 7),), Cmp("id", B, "=", 1)),
+        ]:
+            session.run(step)
+        session.check_all()
+        subs = session.extensions[0].live.subs
+        assert subs["s1"].status == "closed" and subs["s2"].status == "ready", subs
+        assert subs["s2"].last_seq_seen > subs["s1"].last_seq_seen
+    finally:
+        session.close()
