@@ -328,7 +328,7 @@ class EmbeddedTarget(_OwnedProcess):
             return list(self._command)
         argv = [self.python, "-m", "kalammodel.server", "--host", self.host, "--port", str(self.port),
                 "--data-dir", str(self.data_dir or "<temporary>"), "--root-password", self.root_password,
-                "--jwt-secret", self.jwt_secret]  # fmt: skip
+                "--jwt-secret", self.jwt_secret, "--exit-with-parent", str(os.getpid())]  # fmt: skip
         for name in self.faults:
             argv += ["--fault", name]
         return argv + list(self.extra_args)

@@ -369,3 +369,34 @@ def test_plugin_rejects_unknown_workload_and_fault(pytester):
         result = pytester.runpytest_subprocess("--kalammodel-fault", "nope")
         result.stderr.fnmatch_lines(["*--kalammodel-fault nope: no such planted defect*"])
         assert result.ret == pytest.ExitCode.USAGE_ERROR
+
+
+@needs_server
+def test_embedded_server_stops_when_the_tester_is_killed(tmp_path):
+    """A tester killed with SIGKILL (a CI timeout, kill -9) cannot stop its embedded server; the server notices
+    its parent is gone (``--exit-with-parent``) and stops instead of holding a port and a temp dir forever."""
+    import subprocess
+    import time
+
+    script = textwrap.dedent(
+        """
+        import os, signal
+        from kalammodel.targets import EmbeddedTarget
+        target = EmbeddedTarget()
+        target.start()
+        print(target.pid, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    tester = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert tester.returncode == -9, tester.stderr
+    server_pid = int(tester.stdout.split()[0])
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if not pid_alive(server_pid):
+            return
+        time.sleep(0.1)  # poll interval of a condition with a deadline
+    os.kill(server_pid, 9)
+    pytest.fail(f"the embedded server (pid {server_pid}) outlived its killed tester by 15 s")

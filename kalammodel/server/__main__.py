@@ -56,7 +56,28 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="automatic flush of tables WITH (FLUSH_POLICY=...) checked this often; 0 = off "
         "(default %(default)s)",
     )
+    p.add_argument(
+        "--exit-with-parent",
+        type=int,
+        default=None,
+        metavar="PID",
+        help="stop when process PID is gone (the tester that spawned this server, killed without stopping it)",
+    )
     return p.parse_args(argv)
+
+
+#: how often the server looks for the process of --exit-with-parent
+PARENT_POLL_S = 1.0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     server = uvicorn.Server(config)
 
+    spawned_by = os.getppid()
+
     async def serve() -> None:
         task = asyncio.create_task(server.serve())
         while not server.started:
@@ -139,6 +162,15 @@ def main(argv: list[str] | None = None) -> int:
             await asyncio.sleep(0.01)
         port = server.servers[0].sockets[0].getsockname()[1]
         print(f"kalammodel-server listening on http://{args.host}:{port}", flush=True)
+        if args.exit_with_parent is not None:
+            while not task.done():
+                # the parent's pid could be reused after it died; its children's parent pid changes at once
+                pid = args.exit_with_parent
+                if not _alive(pid) or (pid == spawned_by and os.getppid() != pid):
+                    print(f"process {args.exit_with_parent} is gone: stopping", file=sys.stderr, flush=True)
+                    server.should_exit = True
+                    break
+                await asyncio.wait({task}, timeout=PARENT_POLL_S)
         await task
 
     try:
