@@ -373,3 +373,24 @@ def test_find_stray_files(tmp_path):
     assert [p.kind for p in problems] == ["stray_file"]
     assert problems[0].path.endswith("archived/batch-0.parquet") and "/storage/" in problems[0].path
     assert find_stray_files(tmp_path / "absent", []) == []
+
+
+def test_an_unchanged_file_is_decoded_once_and_a_rewritten_one_again(tmp_path, scope_path, monkeypatch):
+    """Each full check reads every file of a scope, but decodes only those written (or rewritten, truncated)
+    since it last saw them: a change on disk is never hidden by the cache."""
+    from kalammodel.checks import cold
+
+    good_scope(scope_path)
+    decoded: list[str] = []
+    real = cold._decode_parquet
+    monkeypatch.setattr(cold, "_decode_parquet", lambda path, size: decoded.append(path.name) or real(path, size))
+    first = read_cold_scope(tmp_path, NS, TABLE, USER)
+    assert decoded == ["batch-0.parquet", "batch-1.parquet"]
+    again = read_cold_scope(tmp_path, NS, TABLE, USER)
+    assert decoded == ["batch-0.parquet", "batch-1.parquet"] and again.files == first.files
+    write_batch(scope_path, 1, [row(9, "rewritten", 300)])
+    changed = read_cold_scope(tmp_path, NS, TABLE, USER)
+    assert decoded[2:] == ["batch-1.parquet"]
+    assert changed.files[1].rows[0]["body"] == "rewritten"
+    (scope_path / "batch-0.parquet").write_bytes(b"")
+    assert read_cold_scope(tmp_path, NS, TABLE, USER).files[0].row_count == 0

@@ -24,6 +24,7 @@ A column missing on one side counts as NULL (columns added or dropped by ALTER T
 
 from __future__ import annotations
 
+import collections
 import decimal
 import json
 import math
@@ -183,17 +184,37 @@ def _normalise_column(column: Any) -> list[Any]:
     return column.to_pylist()
 
 
+#: decoded Parquet files by (path, inode, size, mtime): a written segment never changes, so each full check
+#: decodes only the files written since the last one (a rewritten or truncated file has a new identity)
+_DECODED: collections.OrderedDict[tuple[Any, ...], ColdFile] = collections.OrderedDict()
+_DECODED_MAX = 256
+
+
 def _read_parquet(path: Path) -> ColdFile:
+    try:
+        st = path.stat()
+    except OSError as exc:
+        return ColdFile(path=path, size=0, error=f"cannot stat: {exc}")
+    if st.st_size == 0:
+        return ColdFile(path=path, size=0, row_count=0, rows=())
+    identity = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
+    cached = _DECODED.get(identity)
+    if cached is not None:
+        _DECODED.move_to_end(identity)
+        return cached
+    decoded = _decode_parquet(path, st.st_size)
+    if decoded.error is None:
+        _DECODED[identity] = decoded
+        while len(_DECODED) > _DECODED_MAX:
+            _DECODED.popitem(last=False)
+    return decoded
+
+
+def _decode_parquet(path: Path, size: int) -> ColdFile:
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        return ColdFile(path=path, size=0, error=f"cannot stat: {exc}")
-    if size == 0:
-        return ColdFile(path=path, size=0, row_count=0, rows=())
     try:
         table = pq.read_table(path)
     except (OSError, pa.ArrowException, ValueError) as exc:
