@@ -15,6 +15,7 @@ Used after Hypothesis's shrinking (``--kalammodel-shrink=both``, the default) or
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -24,7 +25,7 @@ import attrs
 from .errors import Divergence
 from .steps import Flush, StartFlush, Step
 
-__all__ = ["Reduction", "reduce_steps", "simplifications"]
+__all__ = ["Reduction", "reduce_steps", "simplifications", "table_slice"]
 
 
 @attrs.define
@@ -77,6 +78,42 @@ def simplifications(step: Step) -> Iterator[Step]:
             yield attrs.evolve(step, **change)  # type: ignore[misc]
         except (TypeError, ValueError):
             continue
+
+
+#: tables a divergence message names: "full read of scope t0/user1", "subscription s1 (user1 on t0)"
+_TABLES_IN_MESSAGE = re.compile(r"\bscope (\w+)/|\(\w+ on (\w+)\)")
+
+
+def _tables_of(step: Step, sub_tables: dict[str, str]) -> set[str]:
+    """The tables ``step`` acts on: its own, or (live steps naming a subscription) the subscription's."""
+    table = getattr(step, "table", None)
+    if isinstance(table, str):
+        return {table}
+    subs = (getattr(step, "sub_id", None), getattr(step, "from_sub", None))
+    return {sub_tables[s] for s in subs if isinstance(s, str) and s in sub_tables}
+
+
+def table_slice(steps: Sequence[Step], divergence: Divergence) -> list[Step] | None:
+    """``steps`` without the steps on tables the failure is not about: one candidate that drops, in one
+    replay, what ddmin would take one chunk at a time. The failure's tables: the diverging (last) step's and
+    any ``scope <table>/`` its message names. Steps on no table (pauses, restarts) stay. None when nothing
+    would go."""
+    sub_tables: dict[str, str] = {}
+    for step in steps:
+        sub = getattr(step, "sub_id", None)
+        table = getattr(step, "table", None)
+        if isinstance(sub, str) and isinstance(table, str):
+            sub_tables[sub] = table
+        elif isinstance(sub, str) and getattr(step, "from_sub", None) in sub_tables:
+            sub_tables[sub] = sub_tables[step.from_sub]  # type: ignore[attr-defined]
+    if not steps:
+        return None
+    named = {a or b for a, b in _TABLES_IN_MESSAGE.findall(divergence.message or "")}
+    keep = _tables_of(steps[-1], sub_tables) | named
+    if not keep:
+        return None
+    sliced = [s for s in steps if not _tables_of(s, sub_tables) or _tables_of(s, sub_tables) & keep]
+    return sliced if len(sliced) < len(steps) else None
 
 
 def _waited(step: Step) -> Flush:
@@ -134,6 +171,13 @@ def reduce_steps(
     # also shows with every flush waited for, keep that deterministic program.
     if any(type(s) is StartFlush for s in best):
         found = attempt([_waited(s) if type(s) is StartFlush else s for s in best])
+        if found is not None:
+            best, best_div = found
+
+    # One replay that keeps only the steps on the failure's tables (most long programs touch three tables).
+    sliced = table_slice(best, best_div)
+    if sliced is not None:
+        found = attempt(sliced)
         if found is not None:
             best, best_div = found
 

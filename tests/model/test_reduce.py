@@ -185,3 +185,36 @@ def test_no_candidate_is_replayed_twice_except_the_confirmation():
     assert result.confirmed is True
     assert seen[-1] == tuple(result.steps)  # the confirmation replay
     assert len(set(seen[:-1])) == len(seen) - 1
+
+
+def test_table_slice_keeps_the_failures_tables_and_the_steps_on_none():
+    """One candidate drops every step on a table the failure is not about; pauses stay, and live steps go
+    with their subscription's table; tables named in the message ("scope t1/...") are kept too."""
+    from kalammodel.reduce import table_slice
+    from kalammodel.steps import NextBatch, Pause, Subscribe, Unsubscribe
+
+    def on(table: str, key: int) -> Insert:
+        return Insert("user1", table, ("id",), (ColumnType.BIGINT,), ((key,),))
+
+    steps = [on("t0", 1), on("t1", 1), Subscribe("user1", "t1", "s1"), Pause(1.5), on("t2", 1),
+             NextBatch("s1"), Subscribe("user1", "t0", "s2"), Unsubscribe("s2"), on("t0", 2)]  # fmt: skip
+    div = Divergence("soft_delete", "missing row")
+    assert table_slice(steps, div) == [on("t0", 1), Pause(1.5), Subscribe("user1", "t0", "s2"), Unsubscribe("s2"),
+                                       on("t0", 2)]  # fmt: skip
+    named = Divergence("isolation", "full read of scope t1/user1: unexpected row")
+    assert table_slice(steps, named) == [s for s in steps if s != on("t2", 1)]
+    assert table_slice([on("t0", 1), on("t0", 2)], div) is None  # nothing to drop: no replay spent
+
+
+def test_the_slice_is_tried_first_and_saves_replays():
+    """Culprits on one table among many steps on others: the slice finds them in far fewer replays."""
+
+    def on(table: str, key: int) -> Insert:
+        return Insert("user1", table, ("id",), (ColumnType.BIGINT,), ((key,),))
+
+    steps = [on(f"t{1 + i % 3}", i) for i in range(30)]
+    steps[4], steps[20], steps[29] = on("t0", 4), on("t0", 20), on("t0", 29)
+    script = Script([steps[4], steps[20], steps[29]])
+    result = reduce_steps(script, steps, first_divergence(script, steps))
+    assert result.steps == [steps[4], steps[20], steps[29]]
+    assert result.replays <= 12, result.replays
