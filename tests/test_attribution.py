@@ -260,6 +260,44 @@ def test_an_expired_stream_row_equal_to_another_owners_row_is_stream_ttl():
     assert result.divergence.invariant == "stream_ttl", result.divergence
 
 
+def test_an_expired_stream_row_beside_a_new_row_with_its_key_is_stream_ttl():
+    """user1's STREAM row id=1 outlives its TTL (planted ``stream_never_expires``) and user1 writes id=1 again:
+    the read returns the key twice, but the older row is the reader's own expired one: stream_ttl, not
+    uniqueness."""
+    spec = TableSpec(name="s0", kind="STREAM", columns=COLS, ttl_seconds=2)  # a new row is sure for 0.5 s
+    result = _run_with(
+        ("stream_never_expires",),
+        [
+            CreateTable("dba", spec),
+            StreamInsert("user1", "s0", ("id", "v"), TYPES, ((1, "old"),)),
+            Pause(PAST_TTL_1S + 1),
+            StreamInsert("user1", "s0", ("id", "v"), TYPES, ((1, "new"),)),
+            StreamSelect("user1", "s0"),
+        ],
+    )
+    assert result.divergence is not None, result
+    assert result.divergence.invariant == "stream_ttl", result.divergence
+
+
+def test_old_values_under_a_readded_name_of_a_stream_row_that_may_expire_are_schema_evolution():
+    """A PK-less STREAM row near its TTL (a maybe-row) shows its old value under a re-added column name
+    (planted ``readd_column_old_values``): compared without the re-added column it is allowed, so the
+    difference is the schema's (schema_evolution), not an expiry (stream_ttl)."""
+    d, ts = ColumnType.DOUBLE, ColumnType.TIMESTAMP
+    cols = (Column("c0", d, nullable=False), Column("c1", ts, nullable=False), Column("c2", ColumnType.BIGINT))
+    result = _run_with(
+        ("readd_column_old_values",),
+        [
+            CreateTable("dba", TableSpec(name="s0", kind="STREAM", columns=cols, ttl_seconds=1)),
+            StreamInsert("svc", "s0", ("c0", "c1"), (d, ts), ((-80.25, 1700020372000000),)),
+            AlterDropColumn("svc", "s0", "c0"),
+            AlterAddColumn("root", "s0", Column("c0", ColumnType.INT)),
+        ],
+    )
+    assert result.divergence is not None, result
+    assert result.divergence.invariant == "schema_evolution", result.divergence
+
+
 def test_an_expired_stream_row_in_a_snapshot_is_stream_ttl():
     """A STREAM row past its TTL (planted ``stream_never_expires``) first seen in a subscription's snapshot is a
     TTL failure, not a live-query one."""

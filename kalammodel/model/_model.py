@@ -1185,15 +1185,17 @@ class Model:
                 sure.append(self._row(table, versions[-1].values))
         return self._window(table, table.star_columns(), sure, [], [], None, None, unlimited=True)
 
-    def stream_rows_ever(self, table_name: str, owner: str | None) -> list[dict[str, Any]]:
-        """A STREAM scope's rows, current and (the last :data:`EXPIRED_KEPT`) expired ones: current user
-        columns plus ``_deleted``. Empty for other tables."""
+    def stream_rows_ever(
+        self, table_name: str, owner: str | None, *, expired_only: bool = False
+    ) -> list[dict[str, Any]]:
+        """A STREAM scope's rows, current and (the last :data:`EXPIRED_KEPT`) surely expired ones (only those
+        with ``expired_only``): current user columns plus ``_deleted``. Empty for other tables."""
         table = self._known(table_name)
         scope = self._scope(table, owner)
         if scope is None or table.kind is not TableKind.STREAM:
             return []
         out = []
-        for row in scope.stream_rows + scope.expired:
+        for row in scope.expired if expired_only else scope.stream_rows + scope.expired:
             values = self._strip(self._row(table, row.values))
             values["_deleted"] = False
             out.append(values)
