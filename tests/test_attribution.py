@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from kalammodel.errors import Divergence
 from kalammodel.live import live_extension
 from kalammodel.model import Cmp, Column, ColumnType, Model, TableSpec
 from kalammodel.runner import Runner
@@ -386,3 +387,40 @@ def test_snapshot_missing_rows_during_a_running_flush_is_hot_cold():
     assert (result.divergence.invariant, result.divergence.step_index) == ("hot_cold_consistency", 3), (
         result.divergence
     )
+
+
+def test_a_full_snapshot_batch_missing_rows_of_a_running_flush_is_hot_cold():
+    """Rows written after the flush began fill the batch, so it is full and says has_more=false, yet misses the
+    rows the flush moves: the job is still running when the batch arrives, so the flush's failure."""
+    steps = [
+        CreateTable("user1", TableSpec(name="t0", kind="USER", columns=COLS)),
+        Insert("user1", "t0", ("id", "v"), TYPES, ((1, "a"), (2, "b"))),
+        StartFlush("dba", "t0"),
+        Insert("user1", "t0", ("id", "v"), TYPES, ((3, "c"), (4, "d"))),
+        Subscribe("user1", "t0", "s1", batch_size=2),
+    ]
+    result = _run_with(
+        ("flush_read_gap",), steps, server_args=("--flush-delay-ms", "3000"), extensions=[live_extension]
+    )
+    assert result.divergence is not None, result
+    assert (result.divergence.invariant, result.divergence.step_index) == ("hot_cold_consistency", 4), (
+        result.divergence
+    )
+
+
+def test_a_full_batch_ending_early_after_the_flush_finished_is_live_query():
+    """has_more=false one batch early (planted ``snapshot_has_more_early``) while the model still holds a flush
+    as not awaited, but its job has finished: the batching's failure (live_query), not the flush's."""
+    with _server("snapshot_has_more_early") as (target, pool):
+        session = Runner(target, pool, extensions=[live_extension]).session()
+        try:
+            session.run(CreateTable("user1", TableSpec(name="t0", kind="USER", columns=COLS)))
+            session.run(Insert("user1", "t0", ("id", "v"), TYPES, ((1, "a"), (2, "b"), (3, "c"))))
+            session.run(StartFlush("dba", "t0"))
+            job = session.model.tables["t0"].flush.running_job
+            assert job is not None and pool.root.wait_for_job(job, timeout=30)["status"] == "completed"
+            with pytest.raises(Divergence) as caught:
+                session.run(Subscribe("user1", "t0", "s1", batch_size=2))
+            assert caught.value.invariant == "live_query", caught.value
+        finally:
+            session.close()
