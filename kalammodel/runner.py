@@ -16,7 +16,8 @@ Checks, from cheapest to dearest:
   when the target's data directory is known. A scope too big to re-read that often is compared every
   ``ceil(rows / check_rows_per_step)`` steps instead, so periodic full reads cost about
   ``check_rows_per_step`` rows per step at most whatever the scope's size (the read-back after each write is
-  what checks every step, in O(written keys)); teardown and completed flushes still compare every scope.
+  what checks every step, in O(written keys)); teardown and completed flushes still compare every scope, and
+  so does the start of a flush that is not waited for (``StartFlush``: a read while its rows move).
 
 The runner knows nothing of Hypothesis: :meth:`Runner.run_steps` replays a plain list of steps.
 """
@@ -136,6 +137,8 @@ class Runner:
     which covers every scope the shipped workloads build (at most 4 rows per insert), and every 200 steps
     for a 5,000-row scope, whose full read costs as much as about 40 ordinary steps.
     ``read_back``: after each write, read the written keys back by their owner.
+    ``read_at_flush_start``: right after a flush that is not waited for starts, read every scope of its table
+    (a read while rows move); off, only the periodic and teardown checks may land inside the flush.
     """
 
     def __init__(
@@ -147,6 +150,7 @@ class Runner:
         check_every: int = 10,
         check_rows_per_step: int = 25,
         read_back: bool = True,
+        read_at_flush_start: bool = True,
         cold_checks: bool = True,
         model_factory: Callable[[], Model] | None = None,
         clock: Callable[[], float] = time.time,
@@ -165,6 +169,7 @@ class Runner:
         self.check_every = check_every
         self.check_rows_per_step = check_rows_per_step
         self.read_back = read_back
+        self.read_at_flush_start = read_at_flush_start
         self.cold_checks = cold_checks
         self.clock = clock
         self._model_factory = model_factory
@@ -408,6 +413,11 @@ class Session:
                     self.model.flush_completed(expectation.table)
             else:
                 self.model.flush_started(expectation.table, job_id)
+                if job_id is not None and self.runner.read_at_flush_start:
+                    # A flush just began: read every scope of the table now, while its rows are on the move
+                    # (hot + cold consistency *during* a flush), not whenever the periodic check comes.
+                    for owner in self._scopes_of(expectation.table):
+                        self._check_scope(expectation.table, owner)
 
     def _await_job(self, step: Step, request: Request, table: str, job_id: str | None) -> None:
         if job_id is not None:
