@@ -769,6 +769,8 @@ class Session:
             if verdict:
                 return verdict
         if state is not None and state.kind is TableKind.STREAM:
+            if not outcome.ok:  # an expiry hides rows; it never fails a statement
+                return "schema_evolution" if getattr(state, "schema_changes", None) else "outcome"
             return "stream_ttl"
         if (
             isinstance(expectation, ExpectOk)

@@ -434,3 +434,21 @@ def test_every_scope_is_read_right_after_a_flush_starts():
     assert (result.divergence.invariant, result.divergence.step_index) == ("hot_cold_consistency", 3), (
         result.divergence
     )
+
+
+def test_a_read_of_a_stream_table_failing_after_a_readd_is_schema_evolution():
+    """The old BIGINT values under a column name re-added as TEXT (planted ``readd_column_old_values``) make the
+    read fail: an expiry never fails a statement, so schema_evolution, not stream_ttl."""
+    cols = (Column("id", ColumnType.TEXT, primary_key=True), Column("c0", ColumnType.BIGINT))
+    result = _run_with(
+        ("readd_column_old_values",),
+        [
+            CreateTable("dba", TableSpec(name="s0", kind="STREAM", columns=cols, ttl_seconds=60)),
+            StreamInsert("user1", "s0", ("id", "c0"), (ColumnType.TEXT, ColumnType.BIGINT), (("k", 5),)),
+            AlterDropColumn("dba", "s0", "c0"),
+            AlterAddColumn("dba", "s0", Column("c0", ColumnType.TEXT)),
+            StreamSelect("user1", "s0"),
+        ],
+    )
+    assert result.divergence is not None, result
+    assert result.divergence.invariant == "schema_evolution", result.divergence
