@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-from .client import TERMINAL_JOB_STATUSES, LiveConnection, quote_literal
+from .client import TERMINAL_JOB_STATUSES, LiveConnection
 from .errors import ConnectionClosed, DeadlineExceeded, Divergence, KalamError, SqlError, TransportError
 from .model import ExpectRows, LiveModel, LiveOptions, LiveSub, TableKind, compare_outcome
 from .runner import TranscriptEntry, outcome_of_result
@@ -322,12 +322,10 @@ class LiveExtension:
         if len(rows) < sub.options.limit:
             return True
         try:
-            status = session.pool.root.execute(
-                f"SELECT status FROM system.jobs WHERE job_id = {quote_literal(state.flush.running_job)}"
-            ).result.dicts()
+            job = session.pool.root.job_status(state.flush.running_job)
         except KalamError:
             return False
-        return bool(status) and status[0].get("status") not in TERMINAL_JOB_STATUSES
+        return job is not None and job.get("status") not in TERMINAL_JOB_STATUSES
 
     def _next_batch(self, session: Any, step: NextBatch) -> None:
         sub = self.live.subs.get(step.sub_id)

@@ -587,19 +587,25 @@ class KalamClient:
             raw=None,
         )
 
+    def job_status(self, job_id: str) -> dict[str, Any] | None:
+        """One read of ``system.jobs``: the job's ``{"status": ..., "message": ...}``, or None when it is not
+        listed (§7.2; needs a dba or system token)."""
+        sql = f"SELECT status, message FROM system.jobs WHERE job_id = {quote_literal(job_id)} LIMIT 1"
+        rows = self.execute(sql).result.dicts()
+        return rows[0] if rows else None
+
     def wait_for_job(self, job_id: str, timeout: float = 60.0, poll: float = 0.05) -> dict[str, Any]:
         """Poll ``system.jobs`` until the job reaches completed|skipped|failed|cancelled (§7.2).
 
         Returns the row ``{"status": ..., "message": ...}``; needs a dba or system token. Raises
         :class:`DeadlineExceeded` naming the last status seen if ``timeout`` passes first.
         """
-        sql = f"SELECT status, message FROM system.jobs WHERE job_id = {quote_literal(job_id)} LIMIT 1"
         deadline = time.monotonic() + timeout
         last: dict[str, Any] | None = None
         while True:
-            rows = self.execute(sql).result.dicts()
-            if rows:
-                last = rows[0]
+            row = self.job_status(job_id)
+            if row is not None:
+                last = row
                 if last.get("status") in TERMINAL_JOB_STATUSES:
                     return last
             remaining = deadline - time.monotonic()
