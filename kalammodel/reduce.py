@@ -98,6 +98,8 @@ def table_slice(steps: Sequence[Step], divergence: Divergence) -> list[Step] | N
     replay, what ddmin would take one chunk at a time. The failure's tables: the diverging (last) step's and
     any ``scope <table>/`` its message names. Steps on no table (pauses, restarts) stay. None when nothing
     would go."""
+    if not steps:
+        return None
     sub_tables: dict[str, str] = {}
     for step in steps:
         sub = getattr(step, "sub_id", None)
@@ -106,13 +108,11 @@ def table_slice(steps: Sequence[Step], divergence: Divergence) -> list[Step] | N
             sub_tables[sub] = table
         elif isinstance(sub, str) and getattr(step, "from_sub", None) in sub_tables:
             sub_tables[sub] = sub_tables[step.from_sub]  # type: ignore[attr-defined]
-    if not steps:
-        return None
     named = {a or b for a, b in _TABLES_IN_MESSAGE.findall(divergence.message or "")}
     keep = _tables_of(steps[-1], sub_tables) | named
     if not keep:
         return None
-    sliced = [s for s in steps if not _tables_of(s, sub_tables) or _tables_of(s, sub_tables) & keep]
+    sliced = [s for s in steps if not (tables := _tables_of(s, sub_tables)) or tables & keep]
     return sliced if len(sliced) < len(steps) else None
 
 

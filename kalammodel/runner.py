@@ -894,8 +894,7 @@ class Session:
                 continue
             columns = list(step.columns)  # type: ignore[attr-defined]
             for row in step.rows:  # type: ignore[attr-defined]
-                values = dict(zip(columns, row))
-                written[key(tuple(values.get(c, False if c == "_deleted" else None) for c in expectation.columns))] += 1
+                written[key(_as_result_row(expectation.columns, dict(zip(columns, row))))] += 1
         return bool(written) and not missing - written
 
     def _key_held_by_another_owner(self, table: str, step: Step, owner: str | None) -> bool:
@@ -922,11 +921,10 @@ class Session:
         if not extra:
             return False
         key = row_key(expectation)
-        columns = expectation.columns
 
         def keys_of(rows: Iterable[Mapping[str, Any]]) -> set[tuple[Any, ...]]:
             # visible rows carry no _deleted (False); known versions carry theirs
-            return {key(tuple(r.get(c, False if c == "_deleted" else None) for c in columns)) for r in rows}
+            return {key(_as_result_row(expectation.columns, r)) for r in rows}
 
         theirs: set[tuple[Any, ...]] = set()
         for other in self.model.scopes(table):
@@ -943,7 +941,6 @@ class Session:
             mine |= keys_of(self.model.stream_rows_ever(table, owner))
         return any(key(row) in theirs and key(row) not in mine for row in extra)
 
-
     def _returns_own_expired_rows(
         self, table: str, owner: str | None, expectation: Any, outcome: Outcome
     ) -> bool:
@@ -955,9 +952,8 @@ class Session:
         if not extra:
             return False
         key = row_key(expectation)
-        columns = expectation.columns
         expired = {
-            key(tuple(r.get(c, False if c == "_deleted" else None) for c in columns))
+            key(_as_result_row(expectation.columns, r))
             for r in self.model.stream_rows_ever(table, owner, expired_only=True)
         }
         return any(key(row) in expired for row in extra)
@@ -1032,6 +1028,12 @@ def outcome_of_result(result: Any) -> Outcome:
 
 #: steps that change a table's schema: every scope of the table is due for a full comparison after one
 _SCHEMA_STEPS = frozenset({"alter_add_column", "alter_drop_column"})
+
+
+def _as_result_row(columns: Sequence[str], row: Mapping[str, Any]) -> tuple[Any, ...]:
+    """A row given by column name (the model's, or a step's) in a result's column order: absent columns NULL,
+    ``_deleted`` False."""
+    return tuple(row.get(c, False if c == "_deleted" else None) for c in columns)
 
 
 def _says_duplicate_key(outcome: Outcome) -> bool:

@@ -295,9 +295,12 @@ class Model:
                     if row.inserted_until is None:
                         row.inserted_until = self._clock
                 ttl = table.spec.ttl_seconds or 0
-                gone = [r for r in scope.stream_rows if self._stream_state(r, ttl) == "gone"]
+                kept: list[StreamRow] = []
+                gone: list[StreamRow] = []
+                for r in scope.stream_rows:
+                    (gone if self._stream_state(r, ttl) == "gone" else kept).append(r)
                 if gone:
-                    scope.stream_rows = [r for r in scope.stream_rows if self._stream_state(r, ttl) != "gone"]
+                    scope.stream_rows = kept
                     scope.expired = (scope.expired + gone)[-EXPIRED_KEPT:]
 
     def _stream_state(self, row: StreamRow, ttl: float) -> str:
