@@ -353,6 +353,20 @@ def test_resume_of_an_open_subscription_catches_a_replay():
     assert (result.divergence.invariant, result.divergence.step_index) == ("live_query", 3), result.divergence
 
 
+def _snapshot_during_a_slow_flush(steps: list[Any], delay_ms: int) -> Divergence:
+    """The divergence of ``steps`` with flush_read_gap planted and flushes slowed to ``delay_ms``, live queries
+    on and no read at the flush's start (so that the subscription's snapshot is the first read in the flush)."""
+    result = _run_with(
+        ("flush_read_gap",),
+        steps,
+        server_args=("--flush-delay-ms", str(delay_ms)),
+        extensions=[live_extension],
+        read_at_flush_start=False,
+    )
+    assert result.divergence is not None, result
+    return result.divergence
+
+
 def test_snapshot_missing_rows_during_a_running_flush_is_hot_cold():
     """With flush_read_gap planted (reads miss the rows a running flush moves), a subscription opened while the
     flush runs gets a snapshot short of them: the flush's failure (hot_cold_consistency), as a SELECT missing
@@ -363,17 +377,8 @@ def test_snapshot_missing_rows_during_a_running_flush_is_hot_cold():
         StartFlush("dba", "t0"),
         Subscribe("user1", "t0", "s1", batch_size=5),
     ]
-    result = _run_with(
-        ("flush_read_gap",),
-        steps,
-        server_args=("--flush-delay-ms", "1500"),
-        extensions=[live_extension],
-        read_at_flush_start=False,
-    )
-    assert result.divergence is not None, result
-    assert (result.divergence.invariant, result.divergence.step_index) == ("hot_cold_consistency", 3), (
-        result.divergence
-    )
+    divergence = _snapshot_during_a_slow_flush(steps, delay_ms=1500)
+    assert (divergence.invariant, divergence.step_index) == ("hot_cold_consistency", 3), divergence
 
 
 def test_a_full_snapshot_batch_missing_rows_of_a_running_flush_is_hot_cold():
@@ -386,17 +391,8 @@ def test_a_full_snapshot_batch_missing_rows_of_a_running_flush_is_hot_cold():
         Insert("user1", "t0", ("id", "v"), TYPES, ((3, "c"), (4, "d"))),
         Subscribe("user1", "t0", "s1", batch_size=2),
     ]
-    result = _run_with(
-        ("flush_read_gap",),
-        steps,
-        server_args=("--flush-delay-ms", "3000"),
-        extensions=[live_extension],
-        read_at_flush_start=False,
-    )
-    assert result.divergence is not None, result
-    assert (result.divergence.invariant, result.divergence.step_index) == ("hot_cold_consistency", 4), (
-        result.divergence
-    )
+    divergence = _snapshot_during_a_slow_flush(steps, delay_ms=3000)
+    assert (divergence.invariant, divergence.step_index) == ("hot_cold_consistency", 4), divergence
 
 
 def test_a_full_batch_ending_early_after_the_flush_finished_is_live_query():
