@@ -18,6 +18,7 @@ Errors are those of :mod:`kalammodel.errors`: :class:`~kalammodel.errors.SqlErro
 
 from __future__ import annotations
 
+from ._ahead import Pending
 from ._http import TERMINAL_JOB_STATUSES, KalamClient, quote_literal, validate_user_id
 from ._results import (
     Column,
@@ -36,6 +37,7 @@ __all__ = [
     "KalamClient",
     "LiveConnection",
     "LiveMessage",
+    "Pending",
     "QueryResult",
     "SqlResponse",
     "Subscription",

@@ -25,6 +25,7 @@ from kalammodel.errors import (
     UsageError,
 )
 
+from ._ahead import Pending, RawConnections, send_sql_ahead
 from ._results import QueryResult, SqlResponse, decode_cell, decode_sql_response
 
 __all__ = ["KalamClient", "quote_literal", "validate_user_id"]
@@ -140,6 +141,14 @@ def _sql_error(resp: httpx.Response, sql: str | None, cls: type[SqlError] = SqlE
     return cls(resp.status_code, code, message, sql, body)
 
 
+def _sql_response(resp: httpx.Response, sql: str) -> SqlResponse:
+    """The decoded answer of ``POST /v1/api/sql``; :class:`SqlError` unless it is a success envelope."""
+    data, ok = _body_json(resp)
+    if resp.status_code != 200 or not ok or not isinstance(data, Mapping) or data.get("status") != "success":
+        raise _sql_error(resp, sql)
+    return decode_sql_response(data)
+
+
 #: seconds an idle keep-alive connection is kept by the client (below the servers' 5 s)
 KEEPALIVE_EXPIRY_S = 2.0
 
@@ -205,6 +214,7 @@ class KalamClient:
             # server was closing ("Server disconnected without sending a response"), e.g. after a pause step.
             limits=httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY_S),
         )
+        self._raw_connections: RawConnections | None = None  # for submit(), made on first use
         self._set_token(token, refresh_token, expires_at)
 
     # ------------------------------------------------------------------ construction
@@ -277,6 +287,16 @@ class KalamClient:
 
     def close(self) -> None:
         self._http.close()
+        if self._raw_connections is not None:
+            self._raw_connections.close()
+
+    @property
+    def _raw(self) -> RawConnections:
+        if self._raw_connections is None:
+            self._raw_connections = RawConnections(
+                self.base_url, self.timeout, KEEPALIVE_EXPIRY_S, _ssl_context()
+            )
+        return self._raw_connections
 
     def __enter__(self) -> KalamClient:
         return self
@@ -488,15 +508,7 @@ class KalamClient:
         if namespace is not None:
             body["namespace_id"] = namespace
         resp = self._authed("POST", SQL_PATH, json_body=body, sql=sql)
-        data, ok = _body_json(resp)
-        if (
-            resp.status_code != 200
-            or not ok
-            or not isinstance(data, Mapping)
-            or data.get("status") != "success"
-        ):
-            raise _sql_error(resp, sql)
-        return decode_sql_response(data)
+        return _sql_response(resp, sql)
 
     @staticmethod
     def render_execute_as(user_id: str, sql: str) -> str:
@@ -510,6 +522,65 @@ class KalamClient:
     ) -> SqlResponse:
         """Run ``sql`` as ``user_id`` through ``EXECUTE AS USER`` (§6.3)."""
         return self.execute(self.render_execute_as(user_id, sql), params, namespace)
+
+    def submit(
+        self, sql: str, *, as_user: str | None = None, idempotent: bool = True
+    ) -> Pending[SqlResponse]:
+        """Send ``sql`` now and read its answer later: ``submit(sql).result()`` is ``execute(sql)``.
+
+        The request goes out on a connection of its own, so the server answers it while the caller does
+        other work; :meth:`Pending.result` then returns the :class:`SqlResponse` or raises what
+        :meth:`execute` would. ``idempotent`` (a read): an answer lost with a reused keep-alive connection is
+        asked for again; pass False for a write, which is then never sent twice. A client with a custom
+        ``transport`` runs the request at once. ``as_user``: through ``EXECUTE AS USER`` (§6.3).
+        """
+        if not isinstance(sql, str):
+            raise UsageError(f"sql must be a str, got {sql!r}")
+        if as_user is not None:
+            sql = self.render_execute_as(as_user, sql)
+        if self._transport is not None:
+            return Pending.done(lambda: self.execute(sql))
+        self._ensure_fresh_token()
+        return self._send_ahead(sql, idempotent)
+
+    def _send_ahead(self, sql: str, idempotent: bool = True) -> Pending[SqlResponse]:
+        return send_sql_ahead(self, sql, idempotent)
+
+    def submit_read_all(
+        self,
+        table: str,
+        order_by: str,
+        columns: str = "*",
+        where: str | None = None,
+        page_size: int = 1000,
+        as_user: str | None = None,
+    ) -> Pending[QueryResult]:
+        """:meth:`read_all` with its first page and its ``COUNT(*)`` sent now, the rest when the result is read."""
+        self._check_read_all(page_size, order_by)
+        where_sql = f" WHERE {where}" if where else ""
+        first = self.submit(self._page_sql(table, columns, where_sql, order_by, page_size, 0), as_user=as_user)
+        count = self.submit(f"SELECT COUNT(*) AS n FROM {table}{where_sql}", as_user=as_user)
+
+        def finish() -> QueryResult:
+            answers: list[QueryResult] = []
+            errors: list[Exception] = []
+            for pending in (first, count):  # read both, so that no answer is left in a connection
+                try:
+                    answers.append(pending.result().result)
+                except Exception as exc:  # noqa: BLE001 - the first one is raised below
+                    errors.append(exc)
+            if errors:
+                raise errors[0]
+            page, counted = answers
+            return self._assemble_pages(
+                table, columns, where_sql, order_by, page_size, as_user, page, lambda: counted
+            )
+
+        def abort() -> None:
+            first.discard()
+            count.discard()
+
+        return Pending(finish, abort=abort)
 
     def _run(self, sql: str, as_user: str | None) -> QueryResult:
         resp = self.execute_as(as_user, sql) if as_user is not None else self.execute(sql)
@@ -531,22 +602,45 @@ class KalamClient:
         the read was not complete and :class:`Divergence` (invariant ``read_all_complete``) is raised.
         ``page_size`` must not exceed the server's ``max_query_limit`` (default 1000).
         """
+        self._check_read_all(page_size, order_by)
+        where_sql = f" WHERE {where}" if where else ""
+        first = self._run(self._page_sql(table, columns, where_sql, order_by, page_size, 0), as_user)
+        count_sql = f"SELECT COUNT(*) AS n FROM {table}{where_sql}"
+        return self._assemble_pages(
+            table, columns, where_sql, order_by, page_size, as_user, first, lambda: self._run(count_sql, as_user)
+        )
+
+    @staticmethod
+    def _check_read_all(page_size: Any, order_by: str) -> None:
         if not isinstance(page_size, int) or page_size < 1:
             raise UsageError(f"page_size must be a positive int, got {page_size!r}")
         if not order_by or not order_by.strip():
             raise UsageError(
                 "read_all needs an order_by (e.g. the primary key): pages are unstable without it"
             )
-        where_sql = f" WHERE {where}" if where else ""
+
+    @staticmethod
+    def _page_sql(table: str, columns: str, where_sql: str, order_by: str, page_size: int, offset: int) -> str:
+        return f"SELECT {columns} FROM {table}{where_sql} ORDER BY {order_by} LIMIT {page_size} OFFSET {offset}"
+
+    def _assemble_pages(
+        self,
+        table: str,
+        columns: str,
+        where_sql: str,
+        order_by: str,
+        page_size: int,
+        as_user: str | None,
+        first: QueryResult,
+        count: Callable[[], QueryResult],
+    ) -> QueryResult:
+        """The rest of :meth:`read_all` once its first page is in: later pages, then the ``COUNT(*)`` check."""
         rows: list[tuple[Any, ...]] = []
-        first: QueryResult | None = None
+        page = first
         offset = 0
         while True:
-            sql = f"SELECT {columns} FROM {table}{where_sql} ORDER BY {order_by} LIMIT {page_size} OFFSET {offset}"
-            page = self._run(sql, as_user)
-            if first is None:
-                first = page
-            elif page.rows and first.rows and page.column_names != first.column_names:
+            sql = self._page_sql(table, columns, where_sql, order_by, page_size, offset)
+            if page is not first and page.rows and first.rows and page.column_names != first.column_names:
                 raise TransportError(
                     f"page at OFFSET {offset} of {table} has columns {page.column_names}, the first page had "
                     f"{first.column_names}; did the schema change during the read?"
@@ -561,23 +655,23 @@ class KalamClient:
             if len(page.rows) < page_size:
                 break
             offset += page_size
+            page = self._run(self._page_sql(table, columns, where_sql, order_by, page_size, offset), as_user)
         count_sql = f"SELECT COUNT(*) AS n FROM {table}{where_sql}"
-        count_result = self._run(count_sql, as_user)
+        count_result = count()
         if len(count_result.rows) != 1 or len(count_result.rows[0]) != 1:
             raise TransportError(f"{count_sql!r} did not return one cell: {count_result.rows!r}")
-        count = decode_cell(count_result.rows[0][0], "BigInt", "n")
-        if count != len(rows):
+        n = decode_cell(count_result.rows[0][0], "BigInt", "n")
+        if n != len(rows):
             raise Divergence(
                 "read_all_complete",
                 f"paging {table}{where_sql} ORDER BY {order_by} in pages of {page_size} returned {len(rows)} "
-                f"rows but COUNT(*) says {count}: the paged read is "
-                f"{'incomplete' if count > len(rows) else 'duplicating rows'}",
+                f"rows but COUNT(*) says {n}: the paged read is "
+                f"{'incomplete' if n > len(rows) else 'duplicating rows'}",
                 request=count_sql,
                 actor=as_user or self.user,
-                expected=count,
+                expected=n,
                 actual=len(rows),
             )
-        assert first is not None
         return QueryResult(
             columns=list(first.columns),
             rows=rows,
