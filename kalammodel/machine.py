@@ -201,6 +201,8 @@ class KalamStateMachine(RuleBasedStateMachine):
         note(f"#{self.session.step_index + 1} {step.describe()}")
         try:
             self.session.run(step)
+            if self.step_hooks:
+                self.session.settle()  # a hook sees the step verified, as without send_ahead
             for hook in self.step_hooks:
                 hook(self, step)
         except Divergence as div:

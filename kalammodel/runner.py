@@ -19,11 +19,17 @@ Checks, from cheapest to dearest:
   what checks every step, in O(written keys)); teardown and completed flushes still compare every scope, and
   so does the start of a flush that is not waited for (``StartFlush``: a read while its rows move).
 
+With ``Runner(send_ahead=True)`` (the default) a step's first request goes out before the model predicts its
+outcome, and the verifying reads go out as the step ends; their answers are compared by the session's next call
+(the next step, :meth:`Session.settle`, the final :meth:`Session.check_all`), so the server answers them while
+the tester draws the next step. Their divergence names the step they verify, as before.
+
 The runner knows nothing of Hypothesis: :meth:`Runner.run_steps` replays a plain list of steps.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from collections import Counter
@@ -33,6 +39,7 @@ from typing import Any
 
 import attrs
 
+from .client import Pending
 from .errors import (
     DeadlineExceeded,
     Divergence,
@@ -139,6 +146,11 @@ class Runner:
     ``read_back``: after each write, read the written keys back by their owner.
     ``read_at_flush_start``: right after a flush that is not waited for starts, read every scope of its table
     (a read while rows move); off, only the periodic and teardown checks may land inside the flush.
+    ``send_ahead``: the reads that verify a step (read-back, full scope reads) are sent as the step ends and
+    their answers compared when the session next sends anything (the next step, :meth:`Session.settle`,
+    the final :meth:`Session.check_all`): the server answers them while the tester draws the next step. The
+    reads still happen between the step and the next one, and a divergence they find still names the step
+    they verify; it is raised one call later. Off, every check completes inside :meth:`Session.run`.
     """
 
     def __init__(
@@ -151,6 +163,7 @@ class Runner:
         check_rows_per_step: int = 25,
         read_back: bool = True,
         read_at_flush_start: bool = True,
+        send_ahead: bool = True,
         cold_checks: bool = True,
         model_factory: Callable[[], Model] | None = None,
         clock: Callable[[], float] = time.time,
@@ -170,6 +183,7 @@ class Runner:
         self.check_rows_per_step = check_rows_per_step
         self.read_back = read_back
         self.read_at_flush_start = read_at_flush_start
+        self.send_ahead = send_ahead
         self.cold_checks = cold_checks
         self.clock = clock
         self._model_factory = model_factory
@@ -238,6 +252,8 @@ class Session:
         #: step index of each scope's last full comparison (absent: never, i.e. -1)
         self._compared_at: dict[tuple[str, str | None], int] = {}
         self._flushed_tables: set[str] = set()
+        #: verifying reads sent ahead, oldest first: (the pending answer, what compares it) — see settle()
+        self._ahead: list[tuple[Pending[Any], Callable[[Callable[[], Any]], None]]] = []
         self._closed = False
         self.pool.root.execute(f"CREATE NAMESPACE IF NOT EXISTS {self.ns}")
         runner.stats.sessions += 1
@@ -246,7 +262,12 @@ class Session:
     # ------------------------------------------------------------------ public
 
     def run(self, step: Step) -> None:
-        """Run one step; raise Divergence when the server disagrees with the model."""
+        """Run one step; raise Divergence when the server disagrees with the model.
+
+        With ``Runner(send_ahead=True)`` the reads verifying the previous step are compared first, so their
+        divergence (naming that step) is raised here, before this step is recorded.
+        """
+        self.settle()
         self.step_index += 1
         self.steps.append(step)
         self.runner.stats.steps += 1
@@ -256,10 +277,20 @@ class Session:
             if run_step is not None and run_step(self, step):
                 self._after_step(step)
                 return
-        expectations = step.apply(self.model)
         requests = list(step.requests(self.ns))
+        # The step's first request goes out before the model predicts its outcome: the server works while the
+        # model does (a step that sends requests has no runner action, steps.py).
+        first = self.send_ahead(requests[0], idempotent=False) if requests and self.runner.send_ahead else None
+        try:
+            expectations = step.apply(self.model)
+        except BaseException:
+            if first is not None:
+                first.discard()
+            raise
         answers = [e for e in expectations if not isinstance(e, _ACTIONS)]
         if len(requests) != len(answers):
+            if first is not None:
+                first.discard()
             raise InternalError(
                 f"step {step.describe()} rendered {len(requests)} request(s) but predicted "
                 f"{len(answers)} outcome(s)"
@@ -269,7 +300,8 @@ class Session:
             if isinstance(expectation, _ACTIONS):
                 self._run_action(step, expectation)
             else:
-                self._run_one(step, next(pending), expectation)
+                self._run_one(step, next(pending), expectation, first)
+                first = None
         if self.runner.read_back:
             self._read_back(step)
         self._after_step(step)
@@ -300,12 +332,40 @@ class Session:
             check = getattr(ext, "check_all", None)
             if check is not None:
                 check(self, final=not due_only)
+        if not due_only:
+            self.settle()
+
+    def settle(self) -> None:
+        """Compare the answers of every read sent ahead, oldest first; raise the first divergence.
+
+        Every request the session sends itself settles first, so the reads always see the state of the step
+        they verify. After a divergence the remaining answers are discarded.
+        """
+        while self._ahead:
+            pending, finish = self._ahead.pop(0)
+            try:
+                finish(pending.result)
+            except BaseException:
+                self._discard_ahead()
+                raise
+
+    def _discard_ahead(self) -> None:
+        while self._ahead:
+            self._ahead.pop(0)[0].discard()
+
+    def _later(self, pending: Pending[Any], finish: Callable[[Callable[[], Any]], None]) -> None:
+        """Compare ``pending`` with ``finish(pending.result)`` now, or at :meth:`settle` when sending ahead."""
+        if self.runner.send_ahead:
+            self._ahead.append((pending, finish))
+        else:
+            finish(pending.result)
 
     def close(self) -> None:
         """Drop the namespace. Never raises: a dead server must not hide the real failure."""
         if self._closed:
             return
         self._closed = True
+        self._discard_ahead()
         for ext in getattr(self, "extensions", ()):
             close = getattr(ext, "close", None)
             if close is not None:
@@ -327,7 +387,11 @@ class Session:
         return self.pool.user_id(as_user) if as_user in self.pool.names else as_user
 
     def send(self, request: Request) -> Outcome:
-        """Send one request as its actor; return the outcome as plain values (errors included)."""
+        """Send one request as its actor; return the outcome as plain values (errors included).
+
+        Reads sent ahead are settled first: nothing this session sends overtakes them.
+        """
+        self.settle()
         client = self.pool.client(request.actor)
         started = time.perf_counter()
         as_user = self._wire_user(request.as_user)
@@ -336,13 +400,27 @@ class Session:
                 response = client.execute(request.sql)
             else:
                 response = client.execute_as(as_user, request.sql)
+        except (SqlError, TransportError, DeadlineExceeded) as exc:
+            return self._answered(request, started, functools.partial(_raise, exc))
+        return self._answered(request, started, lambda: response)
+
+    def send_ahead(self, request: Request, *, idempotent: bool = True) -> Pending[Outcome]:
+        """Send a request now (on a connection of its own); its outcome, recorded in the transcript, comes
+        later. ``idempotent=False`` for a write: never sent twice (``KalamClient.submit``)."""
+        client = self.pool.client(request.actor)
+        started = time.perf_counter()
+        pending = client.submit(request.sql, as_user=self._wire_user(request.as_user), idempotent=idempotent)
+        return Pending(lambda: self._answered(request, started, pending.result), abort=pending.discard)
+
+    def _answered(self, request: Request, started: float, answer: Callable[[], Any]) -> Outcome:
+        """The outcome of ``answer()`` (a SqlResponse, or it raises), recorded; no answer: ``availability``."""
+        try:
+            outcome = _outcome_of(answer())
         except SqlError as exc:
             outcome = Outcome(ok=False, status=exc.status, code=exc.code, message=exc.message)
         except (TransportError, DeadlineExceeded) as exc:
             self._record(request, "transport-error", str(exc), started)
             raise self._unanswered(request, "the server did not answer", exc) from exc
-        else:
-            outcome = _outcome_of(response)
         self._record(
             request, "ok" if outcome.ok else f"{outcome.status} {outcome.code}", outcome.brief(), started
         )
@@ -394,8 +472,11 @@ class Session:
         request = Request("root", f"-- wait for the flush job of {expectation.table}")
         self._await_job(step, request, expectation.table, expectation.job_id)
 
-    def _run_one(self, step: Step, request: Request, expectation: Any) -> None:
-        outcome = self.send(request)
+    def _run_one(
+        self, step: Step, request: Request, expectation: Any, sent: Pending[Outcome] | None = None
+    ) -> None:
+        """``sent``: the request's outcome when it was sent already (:meth:`send_ahead`)."""
+        outcome = sent.result() if sent is not None else self.send(request)
         problem = compare_outcome(expectation, outcome)
         if problem is not None:
             raise self._divergence(step, request, expectation, outcome, problem)
@@ -516,7 +597,6 @@ class Session:
         else:
             sql = f"SELECT * FROM {self.ns}.{table} WHERE {pk} IN ({', '.join(literals)}) ORDER BY {pk}"
         request = self._reader_request(state.kind, owner, sql)
-        outcome = self.send(request)
         exp = ExpectRows(
             expected.columns,
             expected.rows,
@@ -524,9 +604,14 @@ class Session:
             maybe_rows=expected.maybe_rows,
             types=expected.types,
         )
-        problem = compare_outcome(exp, outcome)
-        if problem is not None:
-            raise self._divergence(step, request, exp, outcome, f"read-back of the written keys: {problem}")
+
+        def compare(outcome_of: Callable[[], Outcome]) -> None:
+            outcome = outcome_of()
+            problem = compare_outcome(exp, outcome)
+            if problem is not None:
+                raise self._divergence(step, request, exp, outcome, f"read-back of the written keys: {problem}")
+
+        self._later(self.send_ahead(request), compare)
 
     def _reader_request(self, kind: TableKind, owner: str | None, sql: str) -> Request:
         """Who reads a scope: SHARED as root; USER/STREAM as the owner (own token or EXECUTE AS by root)."""
@@ -557,69 +642,93 @@ class Session:
         )
         client = self.pool.client(request.actor)
         started = time.perf_counter()
-        try:
-            if state.kind is TableKind.STREAM:
-                # STREAM rows expire while a paged read and its COUNT(*) run, so their totals may differ
-                # legitimately: one bounded SELECT instead (STREAM scopes are small; the model tolerates rows
-                # near their TTL).
-                sql = f"{request.sql} LIMIT {self.runner.limits.max_query_limit}"
-                wire_as = self._wire_user(request.as_user)
-                response = client.execute_as(wire_as, sql) if wire_as else client.execute(sql)
-                result = response.results[0]
-            else:
-                result = client.read_all(
-                    f"{self.ns}.{table}",
-                    order_by=pk or "_seq",
-                    as_user=self._wire_user(request.as_user),
-                )
-        except Divergence as div:  # the paged read and COUNT(*) disagree
-            div.step_index = self.step_index
-            div.step = self._current_step()
-            raise
-        except SqlError as exc:
-            outcome = Outcome(ok=False, status=exc.status, code=exc.code, message=exc.message)
-        except (TransportError, DeadlineExceeded) as exc:
-            raise self._unanswered(request, "full read failed", exc) from exc
+        wire_as = self._wire_user(request.as_user)
+        pending: Pending[Any]
+        if state.kind is TableKind.STREAM:
+            # STREAM rows expire while a paged read and its COUNT(*) run, so their totals may differ
+            # legitimately: one bounded SELECT instead (STREAM scopes are small; the model tolerates rows
+            # near their TTL).
+            pending = client.submit(f"{request.sql} LIMIT {self.runner.limits.max_query_limit}", as_user=wire_as)
         else:
-            outcome = outcome_of_result(result)
-        self._record(
-            request, "ok" if outcome.ok else f"{outcome.status} {outcome.code}", outcome.brief(), started
-        )
-        problem = compare_outcome(expected, outcome)
-        if problem is not None:
-            raise self._divergence(
-                self._current_step(),
-                request,
-                expected,
-                outcome,
-                f"full read of scope {table}/{owner or '<shared>'}: {problem}",
-                full=True,
-                table=table,
+            pending = client.submit_read_all(f"{self.ns}.{table}", order_by=pk or "_seq", as_user=wire_as)
+
+        def compare(answer: Callable[[], Any]) -> None:
+            try:
+                result = answer()
+                if state.kind is TableKind.STREAM:
+                    result = result.results[0]
+            except Divergence as div:  # the paged read and COUNT(*) disagree
+                div.step_index = self.step_index
+                div.step = self._current_step()
+                raise
+            except SqlError as exc:
+                outcome = Outcome(ok=False, status=exc.status, code=exc.code, message=exc.message)
+            except (TransportError, DeadlineExceeded) as exc:
+                raise self._unanswered(request, "full read failed", exc) from exc
+            else:
+                outcome = outcome_of_result(result)
+            self._record(
+                request, "ok" if outcome.ok else f"{outcome.status} {outcome.code}", outcome.brief(), started
             )
-        if self.runner.cold_checks:
-            self._check_cold(table, owner)
+            problem = compare_outcome(expected, outcome)
+            if problem is not None:
+                raise self._divergence(
+                    self._current_step(),
+                    request,
+                    expected,
+                    outcome,
+                    f"full read of scope {table}/{owner or '<shared>'}: {problem}",
+                    full=True,
+                    table=table,
+                )
+            if cold is not None:
+                cold()
+
+        # The cold files are read now, as the step ends (like the SQL read), and compared after the SQL read.
+        cold = self._read_cold(table, owner) if self.runner.cold_checks else None
+        self._later(pending, compare)
 
     # ------------------------------------------------------------------ cold files
 
-    def _check_cold(self, table: str, owner: str | None) -> None:
+    def _read_cold(self, table: str, owner: str | None) -> Callable[[], None] | None:
+        """Read the scope's cold files (and list the namespace's) now; the returned call compares them with the
+        model (None: nothing to check). A full read sent ahead reads the disk as the step ends, like its SQL."""
         data_dir = getattr(self.runner.target, "data_dir", None)
         state = self.model.tables[table]
         if data_dir is None or state.kind is TableKind.STREAM or state.spec.storage_id not in (None, "local"):
-            return
+            return None
         if table not in self._flushed_tables:
-            return
+            return None
         if state.flush.running_job is not None or state.auto_flush:
             # A flush job writes batch-N.parquet, then manifest.json, then deletes hot keys (PROTOCOL §7.3):
             # while one may be running, the directory is legitimately between those states.
-            return
-        from .checks.cold import check_cold_scope, read_cold_scope, scope_dir
+            return None
+        if self.model.primary_key(table) is None:
+            return None
+        from .checks.cold import read_cold_scope, scope_dir
 
         user_id = None if owner is None else self._wire_user(owner)
-        directory = scope_dir(Path(data_dir) / "storage", self.ns, table, user_id)
+        base = Path(data_dir) / "storage"
+        directory = scope_dir(base, self.ns, table, user_id)
         scope = read_cold_scope(directory)
+        strays = self._stray_files(base)
+        return functools.partial(self._compare_cold, table, owner, user_id, directory, scope, base, strays)
+
+    def _compare_cold(
+        self,
+        table: str,
+        owner: str | None,
+        user_id: str | None,
+        directory: Path,
+        scope: Any,
+        base: Path,
+        strays: tuple[list[str], list[Any]],
+    ) -> None:
+        from .checks.cold import check_cold_scope
+
+        state = self.model.tables[table]
         pk = self.model.primary_key(table)
-        if pk is None:
-            return
+        assert pk is not None  # checked by _read_cold
         known: list[dict[str, Any]] = []
         for key in self.model.known_pks(table, owner) | self.model.deleted_pks(table, owner):
             known.extend(self.model.known_versions(table, owner, key))
@@ -650,20 +759,26 @@ class Session:
                 expected=expected.get("newest"),
                 actual=[str(p) for p in problems],
             )
-        self._check_routing(Path(data_dir) / "storage")
+        self._check_routing(base, strays)
 
-    def _check_routing(self, base: Path) -> None:
-        """Storage routing: every cold file under this namespace lies in the directory of a table it has.
-
-        A file in another table's directory, in a dropped table's, or outside any table's, is a routing bug.
-        """
+    def _stray_files(self, base: Path) -> tuple[list[str], list[Any]]:
+        """(the allowed table directories, the cold files of this namespace outside them), listed now."""
         from .checks.cold import find_stray_files
 
         root = base / self.ns
-        if not root.is_dir():
-            return
         allowed = [root / name for name in self.model.tables]
-        strays = find_stray_files(root, allowed)
+        if not root.is_dir():
+            return [str(a) for a in allowed], []
+        return [str(a) for a in allowed], list(find_stray_files(root, allowed))
+
+    def _check_routing(self, base: Path, listed: tuple[list[str], list[Any]]) -> None:
+        """Storage routing: every cold file under this namespace lies in the directory of a table it has.
+
+        A file in another table's directory, in a dropped table's, or outside any table's, is a routing bug.
+        ``listed``: what :meth:`_stray_files` found.
+        """
+        root = base / self.ns
+        allowed, strays = listed
         if strays:
             raise Divergence(
                 "storage_routing",
@@ -672,7 +787,7 @@ class Session:
                 step_index=self.step_index,
                 step=self._current_step(),
                 request=f"list {root}",
-                expected=[str(a) for a in allowed],
+                expected=allowed,
                 actual=[str(p) for p in strays],
             )
 
@@ -1077,3 +1192,7 @@ def _written_keys(step: Step, pk: str | None) -> list[Any]:
 
 def iter_steps(steps: Iterable[Step]) -> Iterable[tuple[int, Step]]:
     return enumerate(steps)
+
+
+def _raise(exc: BaseException) -> Any:
+    raise exc
