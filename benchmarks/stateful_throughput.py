@@ -1,6 +1,6 @@
 """Throughput of the stateful tester, and what its checks cost as a scope grows (issue 3).
 
-Run: /tmp/venv/bin/python benchmarks/stateful_throughput.py [--examples 8] [--steps 40] [--rows 100,5000]
+Run: /tmp/venv/bin/python benchmarks/stateful_throughput.py [--examples 8] [--steps 40] [--repeat 3] [--warmup 2] [--rows 100,5000]
 
 Spawns the embedded server (``EmbeddedTarget``: ``python -m kalammodel.server`` on a free loopback port with a
 temporary data dir), logs the default workload's identities in, and measures in one run:
@@ -13,14 +13,18 @@ temporary data dir), logs the default workload's identities in, and measures in 
    client per identity, the same users' tokens, the response read but not decoded) against the same server.
    Target: the machine's requests/s are >= 70% of the bare loop's. Deliberate waits (``Pause`` steps letting
    STREAM rows expire, flush-job poll intervals, server restarts, logins) are not throughput: the machine's
-   rate is also given with them subtracted, and that figure is the one held against the target.
+   rate is also given with them subtracted, and that figure is the one held against the target. ``--warmup``
+   untimed examples run first (first imports such as pyarrow, Hypothesis's constants pool, the server's first
+   flush: one-off costs a long run does not pay per step); ``--repeat`` runs of machine-then-replay follow, and
+   the run of median ratio is the one reported and held against the target.
 2. **Per-step cost vs scope size.** For each ``--rows`` N, a USER table scope of ``user1`` is pre-loaded with N
    rows through the runner (multi-row ``Insert`` steps, so the model knows them), then the same seeded mix of
    ``--mix-steps`` steps runs, the sizes alternating in blocks of 20 steps: 30% single-row inserts, 30%
    updates by PK, 25% selects by PK, 15% deletes by PK. Reported per step: wall time in ``Session.run``, of
    which the step's own request, the read-back of written keys, the periodic full scope reads (amortised), and
    the rest (model, comparison, runner). Target: per-step cost at the largest N <= 1.5x the cost at the
-   smallest.
+   smallest. Part 2 runs with ``Runner(send_ahead=False)`` so that every check's whole cost lands in the step
+   it verifies.
 
 ``--profile FILE`` writes a cProfile of part 2 at the largest N (read it with ``python -m pstats FILE``).
 Never run this as a timed test: it takes about a minute and its figures depend on the machine's load.
@@ -48,7 +52,7 @@ import httpx
 from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
 
-from kalammodel.client import KalamClient
+from kalammodel.client import KalamClient, Pending
 from kalammodel.machine import machine_for, tuned_gc
 from kalammodel.model import Cmp, Column, ColumnType, TableSpec
 from kalammodel.runner import Runner, Session
@@ -103,11 +107,33 @@ class Recorder:
                 data = b"" if body is None else json.dumps(body).encode()
                 sent.append(SentRequest(actor, method, path, data, time.perf_counter() - started))
 
+        original_ahead = KalamClient._send_ahead
+
+        def send_ahead(client: KalamClient, sql: str, idempotent: bool = True) -> Pending[Any]:
+            # A request sent ahead (Runner(send_ahead=True)): its time is the sending plus the reading of its
+            # answer (not the overlap between), recorded when the answer is read.
+            started = time.perf_counter()
+            pending = original_ahead(client, sql, idempotent)
+            sending = time.perf_counter() - started
+            data = json.dumps({"sql": sql}).encode()
+            actor = names.get(client.user or "", "?")
+
+            def answer() -> Any:
+                begun = time.perf_counter()
+                try:
+                    return pending.result()
+                finally:
+                    sent.append(SentRequest(actor, "POST", SQL_PATH, data, sending + time.perf_counter() - begun))
+
+            return Pending(answer, abort=pending.discard)
+
         KalamClient._send = send  # type: ignore[method-assign]
+        KalamClient._send_ahead = send_ahead  # type: ignore[method-assign]
         try:
             yield sent
         finally:
             KalamClient._send = original  # type: ignore[method-assign]
+            KalamClient._send_ahead = original_ahead  # type: ignore[method-assign]
 
 
 class SleepMeter:
@@ -218,7 +244,13 @@ class ThroughputResult:
 
 
 def run_machine_part(
-    target: Any, pool: ActorPool, recorder: Recorder, examples: int, steps: int, live: bool = False
+    target: Any,
+    pool: ActorPool,
+    recorder: Recorder,
+    examples: int,
+    steps: int,
+    live: bool = False,
+    warmup: int = 0,
 ) -> ThroughputResult:
     workload = load_workload("default", search_dirs=(REPO / "models",))
     extensions: list[Any] = []
@@ -242,6 +274,10 @@ def run_machine_part(
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )
+    if warmup:  # untimed: first imports (pyarrow, ...), Hypothesis's constants pool, the server's first flush
+        warm = settings(profile, max_examples=warmup)
+        with tuned_gc():
+            run_state_machine_as_test(machine_for(RecordingRunner(target, pool, extensions=extensions), workload), settings=warm)
     meter = SleepMeter(target)
     with recorder.on() as sent, meter.installed():
         runner.sent = sent
@@ -479,7 +515,7 @@ def run_scope_part(
     pool: ActorPool,
     sizes: list[int],
     mix_steps: int,
-    runner_options: dict[str, int],
+    runner_options: dict[str, Any],
     seed: int,
     block: int = 20,
     profile_to: Path | None = None,
@@ -491,7 +527,11 @@ def run_scope_part(
     runs: list[ScopeRun] = []
     try:
         for rows in sizes:
-            runs.append(ScopeRun(Runner(target, pool, **runner_options), rows, mix_steps, seed))
+            # send_ahead off: each check's whole cost shows in the step it verifies (sent ahead, its answer
+            # would be read and compared in the next step, and the server's part would hide behind the mix's
+            # own Python) — the stricter measure of what a check costs as the scope grows.
+            options = {"send_ahead": False, **runner_options}
+            runs.append(ScopeRun(Runner(target, pool, **options), rows, mix_steps, seed))
         profiler = cProfile.Profile() if profile_to is not None else None
         while any(r.done < len(r.steps) for r in runs):
             for r in runs:
@@ -519,9 +559,14 @@ def _load() -> str:
     return f"{os.getloadavg()[0]:.2f}"
 
 
-def report_throughput(t: ThroughputResult, load_before: str, load_after: str) -> bool:
+def report_throughput(results: list[ThroughputResult], load_before: str, load_after: str) -> bool:
+    """Report the run of median ratio in full, and every run's ratio."""
+    ranked = sorted(results, key=lambda r: r.ratio)
+    t = ranked[(len(ranked) - 1) // 2]
     ok = t.ratio >= RATE_TARGET
     print("\n1. State machine vs bare httpx loop (default workload, same SQL, same users)")
+    print(f"   {len(results)} run(s), each the machine then its bare replay; ratios in run order: "
+          + ", ".join(f"{r.ratio:.0%}" for r in results) + "; the median run:")  # fmt: skip
     print(f"   examples {t.examples}, steps {t.steps}, HTTP SQL requests {t.requests} "
           f"(transcript entries {t.transcript_entries}), load average {load_before} -> {load_after}")  # fmt: skip
     print(f"   {'':34} {'seconds':>9} {'steps/s':>9} {'requests/s':>11}")
@@ -538,12 +583,13 @@ def report_throughput(t: ThroughputResult, load_before: str, load_after: str) ->
           f"request(s) {t.other_http_seconds:.2f} s;\n  "
           f"bare-loop non-2xx answers: {t.bare_errors}")  # fmt: skip
     tester = t.busy_seconds - t.sql_http_seconds
-    print(f"   machine busy time: {t.sql_http_seconds:.2f} s in SQL round trips (the bare loop: {t.bare_seconds:.2f} s "
+    print(f"   machine busy time: {t.sql_http_seconds:.2f} s in SQL requests (sending, and waiting for answers; "
+          f"reads sent ahead are answered while the tester works) (the bare loop: {t.bare_seconds:.2f} s "
           f"for the same requests) + {tester:.2f} s tester CPU, of which {t.runner_cpu_seconds:.2f} s in the "
           f"runner (model, comparisons, decoding) and {tester - t.runner_cpu_seconds:.2f} s outside it "
           f"(Hypothesis drawing steps, machine rules)")  # fmt: skip
     verdict = "MET" if ok else "MISSED"
-    print(f"   machine / bare request rate: {t.ratio:.0%} (target >= {RATE_TARGET:.0%}): {verdict}")
+    print(f"   machine / bare request rate (median run): {t.ratio:.0%} (target >= {RATE_TARGET:.0%}): {verdict}")
     return ok
 
 
@@ -577,6 +623,18 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--examples", type=int, default=8, help="state machine examples (part 1)")
     ap.add_argument("--steps", type=int, default=40, help="stateful_step_count (part 1)")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="part 1 runs (each machine run followed by its bare replay); the median ratio is held to the target",
+    )
+    ap.add_argument(
+        "--warmup",
+        type=int,
+        default=2,
+        help="untimed examples before part 1 (first imports, Hypothesis's constants pool, the server's first flush)",
+    )
     ap.add_argument(
         "--live",
         action="store_true",
@@ -626,8 +684,13 @@ def main(argv: list[str] | None = None) -> int:
             recorder = Recorder(pool)
             if "machine" not in args.skip:
                 before = _load()
-                result = run_machine_part(target, pool, recorder, args.examples, args.steps, args.live)
-                ok &= report_throughput(result, before, _load())
+                results = [
+                    run_machine_part(
+                        target, pool, recorder, args.examples, args.steps, args.live, args.warmup if i == 0 else 0
+                    )
+                    for i in range(args.repeat)
+                ]
+                ok &= report_throughput(results, before, _load())
             if "scopes" not in args.skip:
                 before = _load()
                 options = {} if args.check_every is None else {"check_every": args.check_every}
