@@ -267,6 +267,9 @@ class Step:
     """Base of every step: data plus ``requests``, ``apply`` and ``describe``."""
 
     kind: ClassVar[str] = ""
+    #: the step only reads (one SELECT): its answer changes nothing the runner does next, so a runner sending
+    #: ahead may compare it later (``Runner(send_ahead=True)``)
+    reads_only: ClassVar[bool] = False
     actor: str
     as_user: str | None
 
@@ -470,6 +473,7 @@ class Select(Step):
     """``SELECT cols|* FROM t [WHERE] [ORDER BY] [LIMIT] [OFFSET]`` (``columns`` None means ``*``)."""
 
     kind: ClassVar[str] = "select"
+    reads_only: ClassVar[bool] = True
     actor: str = attrs.field(converter=_actor)
     table: str = attrs.field(converter=_table)
     columns: tuple[str, ...] | None = attrs.field(default=None, converter=_opt_names)
@@ -543,6 +547,7 @@ class SelectDeleted(Step):
     """``SELECT cols|* FROM t WHERE _deleted = true``: tombstones still hot (PROTOCOL §5.3)."""
 
     kind: ClassVar[str] = "select_deleted"
+    reads_only: ClassVar[bool] = True
     actor: str = attrs.field(converter=_actor)
     table: str = attrs.field(converter=_table)
     columns: tuple[str, ...] | None = attrs.field(default=None, converter=_opt_names)
@@ -567,6 +572,7 @@ class Count(Step):
     """``SELECT COUNT(*) AS n FROM t [WHERE]``: the true count, never capped."""
 
     kind: ClassVar[str] = "count"
+    reads_only: ClassVar[bool] = True
     actor: str = attrs.field(converter=_actor)
     table: str = attrs.field(converter=_table)
     where: Predicate | None = attrs.field(default=None, converter=_where)
@@ -674,6 +680,7 @@ class ProbeSystemRead(Step):
     """RBAC probe: ``SELECT * FROM system.<table> LIMIT 1``; only dba/system may read system tables."""
 
     kind: ClassVar[str] = "probe_system_read"
+    reads_only: ClassVar[bool] = True
     actor: str = attrs.field(converter=_actor)
     table: str = attrs.field(default="users", converter=_table)
     as_user: str | None = attrs.field(default=None, converter=_opt_str)

@@ -117,3 +117,47 @@ def test_a_clean_program_settles_clean(target_pool):
     assert result.ok, result
     read_backs = [e for e in result.transcript if "WHERE id = " in e.request]
     assert [e.step_index for e in read_backs] == [1, 3]
+
+
+def test_a_select_is_compared_later_and_still_named():
+    """A read-only step's own answer is compared at the next call (user_select_leak: user2's range read also
+    returns user1's row), named as the SELECT, with the same invariant as without sending ahead."""
+    from kalammodel.model import Cmp
+
+    leak = Select("user2", "t0", None, Cmp("id", ColumnType.BIGINT, ">=", 0), (("id", False),))
+    program = [CREATE, GOOD, Insert("user2", "t0", ("id", "v"), TYPES, ((5, "user2's"),)), leak]
+    target = EmbeddedTarget(("user_select_leak",))
+    target.start()
+    pool = ActorPool.for_target(target, DEFAULT_IDENTITIES)
+    try:
+        pool.open_all()
+        found = {}
+        for ahead in (False, True):
+            session = Runner(target, pool, send_ahead=ahead).session("km_select_later")
+            try:
+                for step in program[:-1]:
+                    session.run(step)
+                if ahead:
+                    session.run(leak)  # sent, not yet compared
+                    assert session._ahead
+                    with pytest.raises(Divergence) as raised:
+                        session.run(NEXT)
+                else:
+                    with pytest.raises(Divergence) as raised:
+                        session.run(leak)
+            finally:
+                session.close()
+            found[ahead] = raised.value
+    finally:
+        pool.close()
+        target.close()
+    assert found[True].step_index == found[False].step_index == 3
+    assert (found[True].invariant, found[True].request) == (found[False].invariant, found[False].request)
+    assert found[True].invariant == "isolation"
+
+
+def test_only_single_select_steps_are_read_only():
+    from kalammodel.steps import STEP_TYPES
+
+    readers = sorted(kind for kind, cls in STEP_TYPES.items() if cls.reads_only)
+    assert readers == ["count", "probe_execute_as", "probe_system_read", "select", "select_deleted", "stream_select"]
