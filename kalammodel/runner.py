@@ -20,7 +20,8 @@ Checks, from cheapest to dearest:
   so does the start of a flush that is not waited for (``StartFlush``: a read while its rows move).
 
 With ``Runner(send_ahead=True)`` (the default) a step's first request goes out before the model predicts its
-outcome, and the verifying reads go out as the step ends; their answers are compared by the session's next call
+outcome, and the verifying reads go out as the step ends (a read-only step's own answer waits with them); their
+answers are compared by the session's next call
 (the next step, :meth:`Session.settle`, the final :meth:`Session.check_all`), so the server answers them while
 the tester draws the next step. Their divergence names the step they verify, as before.
 
