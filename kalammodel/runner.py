@@ -420,15 +420,23 @@ class Session:
         pending = client.submit(request.sql, as_user=self._wire_user(request.as_user), idempotent=idempotent)
         return Pending(lambda: self._answered(request, started, pending.result), abort=pending.discard)
 
-    def _answered(self, request: Request, started: float, answer: Callable[[], Any]) -> Outcome:
-        """The outcome of ``answer()`` (a SqlResponse, or it raises), recorded; no answer: ``availability``."""
+    def _answered(
+        self,
+        request: Request,
+        started: float,
+        answer: Callable[[], Any],
+        decode: Callable[[Any], Outcome] | None = None,
+        what: str = "the server did not answer",
+    ) -> Outcome:
+        """The outcome of ``answer()`` (a SqlResponse, or what ``decode`` takes; or it raises), recorded in the
+        transcript; no answer: the ``availability`` divergence, saying ``what``."""
         try:
-            outcome = _outcome_of(answer())
+            outcome = (decode or _outcome_of)(answer())
         except SqlError as exc:
             outcome = Outcome(ok=False, status=exc.status, code=exc.code, message=exc.message)
         except (TransportError, DeadlineExceeded) as exc:
             self._record(request, "transport-error", str(exc), started)
-            raise self._unanswered(request, "the server did not answer", exc) from exc
+            raise self._unanswered(request, what, exc) from exc
         self._record(
             request, "ok" if outcome.ok else f"{outcome.status} {outcome.code}", outcome.brief(), started
         )
@@ -668,24 +676,15 @@ class Session:
         else:
             pending = client.submit_read_all(f"{self.ns}.{table}", order_by=pk or "_seq", as_user=wire_as)
 
+        decode = _outcome_of if state.kind is TableKind.STREAM else outcome_of_result
+
         def compare(answer: Callable[[], Any]) -> None:
             try:
-                result = answer()
-                if state.kind is TableKind.STREAM:
-                    result = result.results[0]
+                outcome = self._answered(request, started, answer, decode, "full read failed")
             except Divergence as div:  # the paged read and COUNT(*) disagree
                 div.step_index = self.step_index
                 div.step = self._current_step()
                 raise
-            except SqlError as exc:
-                outcome = Outcome(ok=False, status=exc.status, code=exc.code, message=exc.message)
-            except (TransportError, DeadlineExceeded) as exc:
-                raise self._unanswered(request, "full read failed", exc) from exc
-            else:
-                outcome = outcome_of_result(result)
-            self._record(
-                request, "ok" if outcome.ok else f"{outcome.status} {outcome.code}", outcome.brief(), started
-            )
             problem = compare_outcome(expected, outcome)
             if problem is not None:
                 raise self._divergence(
