@@ -4,11 +4,10 @@ matching rows) must be reported as ``isolation`` however the leak shows up."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from _servers import embedded_server
 
 from kalammodel.errors import Divergence
 from kalammodel.live import live_extension
@@ -30,32 +29,17 @@ from kalammodel.steps import (
     Subscribe,
     Update,
 )
-from kalammodel.targets import DEFAULT_IDENTITIES, ActorPool, EmbeddedTarget
 
 COLS = (Column("id", ColumnType.BIGINT, primary_key=True), Column("v", ColumnType.TEXT))
 TYPES = (ColumnType.BIGINT, ColumnType.TEXT)
 RANGE = Cmp("id", ColumnType.BIGINT, ">=", 0)
 
 
-@contextmanager
-def _server(*faults: str, server_args: tuple[str, ...] = ()) -> Iterator[tuple[EmbeddedTarget, ActorPool]]:
-    """An embedded server with ``faults`` on and its logged-in default identities; stopped on exit."""
-    target = EmbeddedTarget(faults, extra_args=server_args)
-    target.start()
-    pool = ActorPool.for_target(target, DEFAULT_IDENTITIES)
-    try:
-        pool.open_all()
-        yield target, pool
-    finally:
-        pool.close()
-        target.close()
-
-
 def _run_with(
     faults: tuple[str, ...], steps: list[Any], server_args: tuple[str, ...] = (), **runner: Any
 ) -> Any:
     """``steps`` run once on a fresh server with ``faults`` on (Runner options ``runner``); the RunResult."""
-    with _server(*faults, server_args=server_args) as (target, pool):
+    with embedded_server(*faults, server_args=server_args) as (target, pool):
         return Runner(target, pool, **runner).run_steps(steps)
 
 
@@ -65,7 +49,7 @@ PAST_TTL_1S = 1 + Model().stream_slack + 0.25
 
 @pytest.fixture(scope="module")
 def leaky_runner():
-    with _server("user_select_leak") as (target, pool):
+    with embedded_server("user_select_leak") as (target, pool):
         yield Runner(target, pool, extensions=[live_extension])
 
 
@@ -116,7 +100,7 @@ def test_leak_seen_through_a_subscriptions_sql_cross_check_is_isolation(leaky_ru
     assert "SQL read of subscription s1" in result.divergence.message
 
 
-def test_same_programs_pass_on_a_correct_server(kalamdb_target, actor_pool):
+def test_same_programs_pass_on_a_correctembedded_server(kalamdb_target, actor_pool):
     """The three programs above agree with the model when nothing leaks (no false alarm)."""
     runner = Runner(kalamdb_target, actor_pool, extensions=[live_extension])
     for steps in (
@@ -133,7 +117,7 @@ def test_same_programs_pass_on_a_correct_server(kalamdb_target, actor_pool):
 @pytest.fixture(scope="module")
 def wrong_partition_runner():
     """A server whose EXECUTE AS USER writes land in the caller's own partition (``execute_as_wrong_partition``)."""
-    with _server("execute_as_wrong_partition") as (target, pool):
+    with embedded_server("execute_as_wrong_partition") as (target, pool):
         yield Runner(target, pool, extensions=[live_extension])
 
 
@@ -398,7 +382,7 @@ def test_a_full_snapshot_batch_missing_rows_of_a_running_flush_is_hot_cold():
 def test_a_full_batch_ending_early_after_the_flush_finished_is_live_query():
     """has_more=false one batch early (planted ``snapshot_has_more_early``) while the model still holds a flush
     as not awaited, but its job has finished: the batching's failure (live_query), not the flush's."""
-    with _server("snapshot_has_more_early") as (target, pool):
+    with embedded_server("snapshot_has_more_early") as (target, pool):
         session = Runner(target, pool, extensions=[live_extension]).session()
         try:
             session.run(CreateTable("user1", TableSpec(name="t0", kind="USER", columns=COLS)))

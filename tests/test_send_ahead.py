@@ -10,12 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from _servers import embedded_server
 
 from kalammodel.errors import Divergence
 from kalammodel.model import Column, ColumnType, TableSpec
 from kalammodel.runner import Runner
 from kalammodel.steps import CreateTable, Insert, Select
-from kalammodel.targets import DEFAULT_IDENTITIES, ActorPool, EmbeddedTarget
+from kalammodel.targets import ActorPool, EmbeddedTarget
 
 COLS = (Column("id", ColumnType.BIGINT, primary_key=True), Column("v", ColumnType.TEXT))
 TYPES = (ColumnType.BIGINT, ColumnType.TEXT)
@@ -28,15 +29,8 @@ NEXT = Select("user2", "t0")
 
 @pytest.fixture(scope="module")
 def target_pool() -> Iterator[tuple[EmbeddedTarget, ActorPool]]:
-    target = EmbeddedTarget(("execute_as_wrong_partition",))
-    target.start()
-    pool = ActorPool.for_target(target, DEFAULT_IDENTITIES)
-    try:
-        pool.open_all()
-        yield target, pool
-    finally:
-        pool.close()
-        target.close()
+    with embedded_server("execute_as_wrong_partition") as running:
+        yield running
 
 
 def test_a_read_back_divergence_is_raised_by_the_next_step_and_names_its_own(target_pool):
@@ -126,11 +120,7 @@ def test_a_select_is_compared_later_and_still_named():
 
     leak = Select("user2", "t0", None, Cmp("id", ColumnType.BIGINT, ">=", 0), (("id", False),))
     program = [CREATE, GOOD, Insert("user2", "t0", ("id", "v"), TYPES, ((5, "user2's"),)), leak]
-    target = EmbeddedTarget(("user_select_leak",))
-    target.start()
-    pool = ActorPool.for_target(target, DEFAULT_IDENTITIES)
-    try:
-        pool.open_all()
+    with embedded_server("user_select_leak") as (target, pool):
         found = {}
         for ahead in (False, True):
             session = Runner(target, pool, send_ahead=ahead).session("km_select_later")
@@ -148,9 +138,6 @@ def test_a_select_is_compared_later_and_still_named():
             finally:
                 session.close()
             found[ahead] = raised.value
-    finally:
-        pool.close()
-        target.close()
     assert found[True].step_index == found[False].step_index == 3
     assert (found[True].invariant, found[True].request) == (found[False].invariant, found[False].request)
     assert found[True].invariant == "isolation"
