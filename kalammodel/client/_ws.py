@@ -7,7 +7,9 @@ thread puts a sentinel on every queue, so each waiter raises :class:`ConnectionC
 takes a deadline and raises :class:`DeadlineExceeded` when it passes.
 
 The server never pings and closes connections silent for ``client_timeout_secs`` (10 s by default), so the
-connection sends WebSocket pings every ``ping_interval`` seconds (3 s by default).
+connection sends WebSocket pings every ``ping_interval`` seconds (3 s by default). Their payloads come from
+``os.urandom``, not from the ``random`` module as websockets' own do: the keepalive thread must not change the
+global random state, which Hypothesis checks around every draw of the main thread.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import json
+import os
 import queue
 import threading
 import time
@@ -42,6 +45,21 @@ from kalammodel.errors import (
 from ._results import Column, decode_live_row, parse_columns
 
 __all__ = ["LiveConnection", "LiveMessage", "Subscription", "ws_url"]
+
+
+class _Connection(ClientConnection):
+    """websockets' client connection whose pings carry ``os.urandom`` payloads.
+
+    websockets draws a ping's payload with ``random.getrandbits``; its keepalive thread pinging while the main
+    thread draws a Hypothesis example changes the global random state mid-draw, which Hypothesis reports as a
+    strategy using ``random`` (a HypothesisDeprecationWarning today, an error later).
+    """
+
+    def ping(self, data: Any = None, **kwargs: Any) -> threading.Event:
+        while data is None or data in self.pending_pings:
+            data = os.urandom(4)
+        return super().ping(data, **kwargs)
+
 
 WS_PATH = "/v1/ws"
 GZIP_MAGIC = b"\x1f\x8b"
@@ -353,6 +371,7 @@ class LiveConnection:
                     max_size=None,
                     compression=None,
                     proxy=None,
+                    create_connection=_Connection,
                 )
             )
         except InvalidStatus as exc:

@@ -577,6 +577,17 @@ def test_keepalive_pings_reach_the_server():
         assert server.pings.wait(5)
 
 
+def test_pings_leave_the_global_random_state_alone():
+    """A keepalive ping during a Hypothesis draw must not change ``random``'s state (Hypothesis checks it)."""
+    import random
+
+    with live(ping_interval=None) as (server, conn):
+        before = random.getstate()
+        assert conn._ws.ping().wait(5)  # a ping as the keepalive thread sends it (no payload given), answered
+        assert random.getstate() == before
+        assert server.pings.wait(5)
+
+
 def test_close_is_reported_and_send_after_close_fails():
     """After close(), the connection reports closed and sends raise ConnectionClosed."""
     with live() as (_server, conn):
