@@ -7,11 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from _servers import embedded_server
+from _support import SilentPool, embedded_server
 
 from kalammodel.errors import Divergence
 from kalammodel.live import live_extension
-from kalammodel.model import Cmp, Column, ColumnType, Model, TableSpec
+from kalammodel.model import Cmp, Column, ColumnType, ExpectOk, Model, Outcome, TableSpec
 from kalammodel.runner import Runner
 from kalammodel.steps import (
     AlterAddColumn,
@@ -19,6 +19,7 @@ from kalammodel.steps import (
     AwaitFlush,
     Count,
     CreateTable,
+    Delete,
     Insert,
     Pause,
     ResubscribeFromSeq,
@@ -432,3 +433,44 @@ def test_a_read_of_a_stream_table_failing_after_a_readd_is_schema_evolution():
     )
     assert result.divergence is not None, result
     assert result.divergence.invariant == "schema_evolution", result.divergence
+
+
+# ---------------------------------------------------------------------- a deleted key refused on re-insert
+
+#: KalamDB 0.4.3's answer to an INSERT of a key deleted after a flush (docs/kalamdb-findings.md #2)
+ALREADY_EXISTS = Outcome(
+    ok=False,
+    status=400,
+    code="SQL_EXECUTION_ERROR",
+    message="Statement 1 failed: Execution error: Failed to insert batch: Already exists: Primary key violation: "
+    "value '1' already exists in column 'id'",
+)
+
+
+def _classify_refused_insert(earlier: list[Any]) -> str:
+    """The invariant of dba's INSERT of id=1, which the model accepts after ``earlier``, refused as a duplicate."""
+    session = Runner(object(), SilentPool()).session("ns")
+    for step in [table(), *earlier]:
+        step.apply(session.model)
+    insert = Insert("dba", "t0", ("id", "v"), TYPES, ((1, "again"),))
+    (expectation,) = insert.apply(session.model)
+    assert isinstance(expectation, ExpectOk)
+    return session._classify(insert, expectation, ALREADY_EXISTS, False, "dba")
+
+
+def test_a_deleted_key_refused_on_reinsert_is_soft_delete_even_when_another_owner_holds_it():
+    """Found on the real server: dba's own id=1 deleted (after a flush), user2 holding id=1 too; "already exists"
+    is the tombstone not freeing the key (soft_delete), not a write in the wrong partition (isolation)."""
+    own_then_deleted = [
+        Insert("dba", "t0", ("id", "v"), TYPES, ((1, "user2's"),), "user2"),
+        Insert("dba", "t0", ("id", "v"), TYPES, ((1, "dba's"),)),
+        Delete.by_pk("dba", "t0", "id", ColumnType.BIGINT, 1),
+    ]
+    assert _classify_refused_insert(own_then_deleted) == "soft_delete"
+    assert _classify_refused_insert(own_then_deleted[1:]) == "soft_delete"
+
+
+def test_a_key_only_another_owner_ever_held_stays_isolation():
+    assert _classify_refused_insert([Insert("dba", "t0", ("id", "v"), TYPES, ((1, "user2's"),), "user2")]) == (
+        "isolation"
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from _support import SilentPool
 
 from kalammodel.errors import UsageError
 from kalammodel.model import Column, ColumnType, TableSpec
@@ -11,24 +12,9 @@ from kalammodel.runner import Runner
 B, T = ColumnType.BIGINT, ColumnType.TEXT
 
 
-class _Root:
-    def execute(self, sql: str) -> None:
-        pass
-
-
-class _Pool:
-    """Just enough of an ActorPool for a Session that sends nothing."""
-
-    names = ("root", "user1", "user2")
-    root = _Root()
-
-    def role(self, name: str) -> str:
-        return "system" if name == "root" else "user"
-
-
 def session_with_scopes(sizes: dict[str, int], **options):
     """A session whose model holds one USER table with ``sizes[user]`` rows per user, all touched."""
-    runner = Runner(object(), _Pool(), **options)
+    runner = Runner(object(), SilentPool(), **options)
     session = runner.session("ns")
     spec = TableSpec("t", "USER", [Column("id", B, primary_key=True), Column("v", T)])
     session.model.create_table("root", spec)
@@ -89,4 +75,4 @@ def test_no_scope_waits_longer_than_its_interval():
 def test_check_rows_per_step_must_be_positive():
     """A zero rows-per-step budget is refused with a hint."""
     with pytest.raises(UsageError, match="check_rows_per_step"):
-        Runner(object(), _Pool(), check_rows_per_step=0)
+        Runner(object(), SilentPool(), check_rows_per_step=0)

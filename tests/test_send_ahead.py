@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from _servers import embedded_server
+from _support import embedded_server
 
 from kalammodel.errors import Divergence
 from kalammodel.model import Column, ColumnType, TableSpec

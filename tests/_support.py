@@ -1,4 +1,4 @@
-"""Helpers shared by tests that need their own embedded server (with planted faults)."""
+"""Helpers shared by tests: an embedded server with planted faults; a pool for sessions that send nothing."""
 
 from __future__ import annotations
 
@@ -22,3 +22,21 @@ def embedded_server(
     finally:
         pool.close()
         target.close()
+
+
+class _Root:
+    def execute(self, sql: str) -> None:
+        pass
+
+
+class SilentPool:
+    """Just enough of an ActorPool for a Session that sends nothing (model and policy tests)."""
+
+    names = ("root", "dba", "svc", "user1", "user2")
+    root = _Root()
+
+    def role(self, name: str) -> str:
+        return {"root": "system", "dba": "dba", "svc": "service"}.get(name, "user")
+
+    def user_id(self, name: str) -> str:
+        return name
