@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from _support import SilentPool, embedded_server
 
+from kalammodel.client import Pending
 from kalammodel.errors import Divergence
 from kalammodel.live import live_extension
 from kalammodel.model import Cmp, Column, ColumnType, ExpectOk, Model, Outcome, TableSpec
@@ -474,3 +475,40 @@ def test_a_key_only_another_owner_ever_held_stays_isolation():
     assert _classify_refused_insert([Insert("dba", "t0", ("id", "v"), TYPES, ((1, "user2's"),), "user2")]) == (
         "isolation"
     )
+
+
+# ---------------------------------------------------------------------- a paged read and COUNT(*) disagreeing
+
+
+class _CountMismatch:
+    """A client whose every full read ends like KalamClient.read_all when COUNT(*) says more rows."""
+
+    def submit_read_all(self, table: str, **kwargs: Any) -> Pending[Any]:
+        def fail() -> Any:
+            raise Divergence("read_all_complete", f"paging {table} returned 1 rows but COUNT(*) says 2")
+
+        return Pending.done(fail)
+
+
+def _full_read_divergence(flushing: bool) -> Divergence:
+    pool = SilentPool()
+    pool.client = lambda name: _CountMismatch()  # type: ignore[attr-defined]
+    session = Runner(object(), pool).session("ns")
+    table().apply(session.model)
+    Insert("user1", "t0", ("id", "v"), TYPES, ((1, "a"),)).apply(session.model)
+    if flushing:
+        StartFlush("dba", "t0").apply(session.model)
+        session.model.flush_started("t0", "FL-1")
+    session._check_scope("t0", "user1")
+    with pytest.raises(Divergence) as raised:
+        session.settle()
+    return raised.value
+
+
+def test_a_count_mismatch_during_a_flush_is_hot_cold_consistency():
+    """On the real server a read at a flush's start paged 1 row while COUNT(*) counted a deleted row the flush
+    had put back: the two reads saw the moving rows differently — hot_cold_consistency, not a paging bug."""
+    during = _full_read_divergence(flushing=True)
+    assert during.invariant == "hot_cold_consistency"
+    assert "while a flush of t0 runs" in during.message
+    assert _full_read_divergence(flushing=False).invariant == "read_all_complete"
