@@ -512,3 +512,21 @@ def test_a_count_mismatch_during_a_flush_is_hot_cold_consistency():
     assert during.invariant == "hot_cold_consistency"
     assert "while a flush of t0 runs" in during.message
     assert _full_read_divergence(flushing=False).invariant == "read_all_complete"
+
+
+def test_old_values_of_a_readded_column_in_a_snapshot_are_schema_evolution():
+    """Found on the real server (docs/kalamdb-findings.md #4): after DROP COLUMN c1 and ADD COLUMN c1, a snapshot
+    row shows the old c1. Named as a SELECT showing it would be: schema_evolution, not live_query."""
+    cols = (*COLS, Column("c1", ColumnType.BIGINT))
+    program = [
+        CreateTable("dba", TableSpec(name="t0", kind="USER", columns=cols)),
+        Insert("dba", "t0", ("id", "c1"), (ColumnType.BIGINT, ColumnType.BIGINT), ((1, 9),), "user2"),
+        AlterDropColumn("svc", "t0", "c1"),
+        AlterAddColumn("svc", "t0", Column("c1", ColumnType.TIMESTAMP)),
+        Subscribe("user2", "t0", "s1", None, None, True, 1),
+    ]
+    result = _run_with(("readd_column_old_values",), program, extensions=[live_extension])
+    assert result.divergence is not None, result
+    assert result.divergence.step_index == 4
+    assert "snapshot row" in result.divergence.message
+    assert result.divergence.invariant == "schema_evolution", result.divergence
