@@ -14,6 +14,7 @@ closed it just as the request went out) is asked for again on the client's ordin
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.client
 import json
@@ -113,12 +114,9 @@ class Pending(Generic[T]):
     @classmethod
     def done(cls, call: Callable[[], T]) -> Pending[T]:
         """A pending answer computed now (a client with a custom transport cannot send ahead)."""
-        pending: Pending[T] = cls(lambda: None)  # type: ignore[arg-type,return-value]
-        pending._finish = None
-        try:
-            pending._value = call()
-        except Exception as exc:  # noqa: BLE001 - re-raised by result()
-            pending._error = exc
+        pending = cls(call)
+        with contextlib.suppress(Exception):  # kept, and raised again by result()
+            pending.result()
         return pending
 
     def result(self) -> T:
@@ -148,7 +146,6 @@ def send_sql_ahead(client: KalamClient, sql: str, idempotent: bool = True) -> Pe
     headers = {
         "Content-Type": "application/json",
         "Accept": "application/json",
-        "Content-Length": str(len(body)),
         **client._auth_headers(),
     }
     url = f"{client.base_url}{SQL_PATH}"
@@ -188,16 +185,11 @@ def send_sql_ahead(client: KalamClient, sql: str, idempotent: bool = True) -> Pe
 
 
 def _raise_transport(url: str, exc: BaseException, timeout: float) -> NoReturn:
+    from ._http import transport_error
+
+    kind = "reset"
     if isinstance(exc, socket.timeout):
-        raise TransportError(
-            f"POST {url}: no answer within {timeout:g}s ({type(exc).__name__}); the server is overloaded, "
-            "stuck, or the request is very slow — raise the client timeout if expected"
-        ) from exc
-    if isinstance(exc, ConnectionRefusedError):
-        raise TransportError(
-            f"POST {url}: cannot connect ({exc}); is the server running and listening there?"
-        ) from exc
-    raise TransportError(
-        f"POST {url}: connection reset or closed by the server ({type(exc).__name__}: {exc}); did it crash or "
-        "restart?"
-    ) from exc
+        kind = "timeout"
+    elif isinstance(exc, ConnectionRefusedError):
+        kind = "connect"
+    raise transport_error(kind, "POST", url, exc, timeout) from exc

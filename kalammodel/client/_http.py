@@ -149,6 +149,23 @@ def _sql_response(resp: httpx.Response, sql: str) -> SqlResponse:
     return decode_sql_response(data)
 
 
+def transport_error(kind: str, method: str, url: str, exc: BaseException, timeout: float) -> TransportError:
+    """The :class:`TransportError` for a request that got no answer: ``kind`` is ``timeout`` (none within
+    ``timeout``), ``connect`` (no connection) or ``reset`` (the connection closed under it)."""
+    if kind == "timeout":
+        return TransportError(
+            f"{method} {url}: no answer within {timeout:g}s ({type(exc).__name__}); the server "
+            "is overloaded, stuck, or the request is very slow — raise the client timeout if expected"
+        )
+    if kind == "connect":
+        return TransportError(
+            f"{method} {url}: cannot connect ({exc}); is the server running and listening there?"
+        )
+    return TransportError(
+        f"{method} {url}: connection reset or closed by the server ({exc}); did it crash or restart?"
+    )
+
+
 #: seconds an idle keep-alive connection is kept by the client (below the servers' 5 s)
 KEEPALIVE_EXPIRY_S = 2.0
 
@@ -326,19 +343,11 @@ class KalamClient:
             try:
                 resp = self._http.request(method, path, json=json_body, headers=headers)
             except httpx.TimeoutException as exc:
-                raise TransportError(
-                    f"{method} {url}: no answer within {self.timeout:g}s ({type(exc).__name__}); the server "
-                    "is overloaded, stuck, or the request is very slow — raise the client timeout if expected"
-                ) from exc
+                raise transport_error("timeout", method, url, exc, self.timeout) from exc
             except httpx.ConnectError as exc:
-                raise TransportError(
-                    f"{method} {url}: cannot connect ({exc}); is the server running and listening there?"
-                ) from exc
+                raise transport_error("connect", method, url, exc, self.timeout) from exc
             except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-                raise TransportError(
-                    f"{method} {url}: connection reset or closed by the server ({exc}); did it crash or "
-                    "restart?"
-                ) from exc
+                raise transport_error("reset", method, url, exc, self.timeout) from exc
             except httpx.TransportError as exc:
                 raise TransportError(
                     f"{method} {url}: transport failure ({type(exc).__name__}: {exc})"
@@ -558,7 +567,9 @@ class KalamClient:
         """:meth:`read_all` with its first page and its ``COUNT(*)`` sent now, the rest when the result is read."""
         self._check_read_all(page_size, order_by)
         where_sql = f" WHERE {where}" if where else ""
-        first = self.submit(self._page_sql(table, columns, where_sql, order_by, page_size, 0), as_user=as_user)
+        first = self.submit(
+            self._page_sql(table, columns, where_sql, order_by, page_size, 0), as_user=as_user
+        )
         count = self.submit(f"SELECT COUNT(*) AS n FROM {table}{where_sql}", as_user=as_user)
 
         def finish() -> QueryResult:
@@ -607,7 +618,14 @@ class KalamClient:
         first = self._run(self._page_sql(table, columns, where_sql, order_by, page_size, 0), as_user)
         count_sql = f"SELECT COUNT(*) AS n FROM {table}{where_sql}"
         return self._assemble_pages(
-            table, columns, where_sql, order_by, page_size, as_user, first, lambda: self._run(count_sql, as_user)
+            table,
+            columns,
+            where_sql,
+            order_by,
+            page_size,
+            as_user,
+            first,
+            lambda: self._run(count_sql, as_user),
         )
 
     @staticmethod
@@ -620,8 +638,12 @@ class KalamClient:
             )
 
     @staticmethod
-    def _page_sql(table: str, columns: str, where_sql: str, order_by: str, page_size: int, offset: int) -> str:
-        return f"SELECT {columns} FROM {table}{where_sql} ORDER BY {order_by} LIMIT {page_size} OFFSET {offset}"
+    def _page_sql(
+        table: str, columns: str, where_sql: str, order_by: str, page_size: int, offset: int
+    ) -> str:
+        return (
+            f"SELECT {columns} FROM {table}{where_sql} ORDER BY {order_by} LIMIT {page_size} OFFSET {offset}"
+        )
 
     def _assemble_pages(
         self,
