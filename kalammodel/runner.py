@@ -403,14 +403,9 @@ class Session:
         client = self.pool.client(request.actor)
         started = time.perf_counter()
         as_user = self._wire_user(request.as_user)
-        try:
-            if as_user is None:
-                response = client.execute(request.sql)
-            else:
-                response = client.execute_as(as_user, request.sql)
-        except (SqlError, TransportError, DeadlineExceeded) as exc:
-            return self._answered(request, started, functools.partial(_raise, exc))
-        return self._answered(request, started, lambda: response)
+        if as_user is None:
+            return self._answered(request, started, functools.partial(client.execute, request.sql))
+        return self._answered(request, started, functools.partial(client.execute_as, as_user, request.sql))
 
     def send_ahead(self, request: Request, *, idempotent: bool = True) -> Pending[Outcome]:
         """Send a request now (on a connection of its own); its outcome, recorded in the transcript, comes
@@ -892,20 +887,6 @@ class Session:
             and not outcome.ok
             and kind == "insert"
             and state is not None
-            and state.kind is not TableKind.SHARED
-            and _says_duplicate_key(outcome)
-            and self._key_held_by_another_owner(table, step, owner)  # type: ignore[arg-type]
-            and not self._inserts_a_deleted_key(table, state, step, owner)  # type: ignore[arg-type]
-        ):
-            # A key the writer's partition does not hold is "already there": a write of another owner's
-            # partition landed in this one (or this one's in another), e.g. an EXECUTE AS USER write in the
-            # caller's partition.
-            return "isolation"
-        if (
-            isinstance(expectation, ExpectOk)
-            and not outcome.ok
-            and kind == "insert"
-            and state is not None
             and _says_duplicate_key(outcome)
             and self._inserts_a_deleted_key(table, state, step, owner)  # type: ignore[arg-type]
         ):
@@ -913,6 +894,19 @@ class Session:
             # again (§5.3): KalamDB 0.4.3's cold PK check ignores a newer hot tombstone (docs/kalamdb-findings.md
             # #2). Not isolation, even when another owner holds the key too.
             return "soft_delete"
+        if (
+            isinstance(expectation, ExpectOk)
+            and not outcome.ok
+            and kind == "insert"
+            and state is not None
+            and state.kind is not TableKind.SHARED
+            and _says_duplicate_key(outcome)
+            and self._key_held_by_another_owner(table, step, owner)  # type: ignore[arg-type]
+        ):
+            # A key the writer's partition does not hold is "already there": a write of another owner's
+            # partition landed in this one (or this one's in another), e.g. an EXECUTE AS USER write in the
+            # caller's partition.
+            return "isolation"
         if isinstance(expectation, (ExpectRows, ExpectCount)) and outcome.ok and state is not None:
             verdict = self._classify_rows(table, state, expectation, outcome, owner)  # type: ignore[arg-type]
             if verdict:
@@ -1236,7 +1230,3 @@ def _written_keys(step: Step, pk: str | None) -> list[Any]:
 
 def iter_steps(steps: Iterable[Step]) -> Iterable[tuple[int, Step]]:
     return enumerate(steps)
-
-
-def _raise(exc: BaseException) -> Any:
-    raise exc
