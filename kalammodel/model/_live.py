@@ -470,15 +470,45 @@ class LiveModel:
             )
         if last_rows is not None and has_more:
             return f"a last_rows={last_rows} snapshot must not set has_more (got {control})"
-        # match received rows to candidates
-        by_key: dict[Any, _Candidate] = {}
+        # Match received rows to candidates, the earliest equal candidate first. Equal writes of one key (a
+        # STREAM table keeps each) can be told apart only by the order they were written in, so when that
+        # first choice does not explain the batch, an order-aware choice among the equal writes is tried.
+        matched, seqs, problem = self._greedy_match(table, sub, rows, candidates)
+        if problem is not None:
+            return problem
+        problem = self._batch_problem(table, sub, control, candidates, matched, seqs, limit, last_rows)
+        if problem is not None:
+            aligned = self._aligned_match(table, sub, rows, candidates)
+            if aligned is None or self._batch_problem(
+                table, sub, control, candidates, aligned, seqs, limit, last_rows
+            ):
+                return problem
+            matched = aligned
+        # record
+        for cand, row in zip(matched, rows):
+            self.seqs[cand.write_no] = int(row["_seq"])
+            sub.delivered.add(_key(cand.key))
+            sub.view[_key(cand.key)] = self._project(table, sub, cand.row)
+            self._seen(sub, int(row["_seq"]), cand.write_no)
+        if rows:
+            sub.last_seq = seqs[-1]
+        sub.batch_num += 1
+        if not has_more:
+            sub.status = "ready"
+        return None
+
+    def _greedy_match(
+        self, table: Any, sub: LiveSub, rows: Sequence[Mapping[str, Any]], candidates: list[_Candidate]
+    ) -> tuple[list[_Candidate], list[int], str | None]:
+        """Each received row matched with the earliest equal candidate left (:meth:`_match_row`), their _seqs,
+        and why a row fits no candidate."""
         pool = list(candidates)
         matched: list[_Candidate] = []
         seqs: list[int] = []
         for i, row in enumerate(rows):
             seq = row.get("_seq")
             if not isinstance(seq, int):
-                return f"snapshot row #{i} {dict(row)} has no integer _seq"
+                return matched, seqs, f"snapshot row #{i} {dict(row)} has no integer _seq"
             seqs.append(seq)
             cand = self._match_row(table, sub, row, pool)
             if cand is None:
@@ -489,10 +519,26 @@ class LiveModel:
                     if already
                     else "is not a row the snapshot may hold"
                 )
-                return f"snapshot row {dict(row)} {why} (model candidates: {known})"
+                return matched, seqs, f"snapshot row {dict(row)} {why} (model candidates: {known})"
             pool.remove(cand)
             matched.append(cand)
-            by_key[_key(cand.key)] = cand
+        return matched, seqs, None
+
+    def _batch_problem(
+        self,
+        table: Any,
+        sub: LiveSub,
+        control: Mapping[str, Any],
+        candidates: list[_Candidate],
+        matched: list[_Candidate],
+        seqs: list[int],
+        limit: int,
+        last_rows: int | None,
+    ) -> str | None:
+        """Why a batch whose rows are ``matched`` (one candidate per row, in the order received) disagrees with
+        the model; None when it agrees."""
+        has_more = bool(control.get("has_more"))
+        by_key = {_key(c.key): c for c in matched}
         if any(b <= a for a, b in zip(seqs, seqs[1:])):
             return f"snapshot rows are not in ascending _seq order: {seqs}"
         # (write order is only known for rows with a key: equal PK-less rows are interchangeable, and their
@@ -504,10 +550,10 @@ class LiveModel:
                 f"batch #{sub.batch_num} starts at _seq {seqs[0]}, not after the last_seq_id {sub.last_seq}"
             )
         last_seq_id = control.get("last_seq_id")
-        if rows and last_seq_id is not None and int(last_seq_id) != seqs[-1]:
+        if seqs and last_seq_id is not None and int(last_seq_id) != seqs[-1]:
             return f"batch_control.last_seq_id {last_seq_id} is not the last row's _seq {seqs[-1]}"
-        if rows and last_seq_id is None:
-            return f"batch_control.last_seq_id missing in a batch of {len(rows)} rows"
+        if seqs and last_seq_id is None:
+            return f"batch_control.last_seq_id missing in a batch of {len(seqs)} rows"
         sure = [c for c in candidates if not c.maybe]
         missing: list[_Candidate] = []
         if last_rows is not None:
@@ -526,10 +572,10 @@ class LiveModel:
         if missing:
             return (
                 f"snapshot batch #{sub.batch_num} misses row(s) {[c.row for c in missing][:5]} "
-                f"(got {len(rows)} rows, has_more={has_more})"
+                f"(got {len(seqs)} rows, has_more={has_more})"
             )
-        if len(rows) < want:
-            return f"snapshot batch #{sub.batch_num} has {len(rows)} rows; the model expects {want}"
+        if len(seqs) < want:
+            return f"snapshot batch #{sub.batch_num} has {len(seqs)} rows; the model expects {want}"
         maybe_left = len(candidates) > len(sure)
         if last_rows is None and not maybe_left:
             should_more = len(candidates) > limit
@@ -538,20 +584,85 @@ class LiveModel:
                     f"batch #{sub.batch_num}: has_more={has_more} but {len(candidates)} row(s) were left for a "
                     f"batch_size of {limit}"
                 )
-        if has_more and len(rows) != limit:
-            return f"batch #{sub.batch_num} says has_more with only {len(rows)} of batch_size {limit} rows"
-        # record
-        for cand, row in zip(matched, rows):
-            self.seqs[cand.write_no] = int(row["_seq"])
-            sub.delivered.add(_key(cand.key))
-            sub.view[_key(cand.key)] = self._project(table, sub, cand.row)
-            self._seen(sub, int(row["_seq"]), cand.write_no)
-        if rows:
-            sub.last_seq = seqs[-1]
-        sub.batch_num += 1
-        if not has_more:
-            sub.status = "ready"
+        if has_more and len(seqs) != limit:
+            return f"batch #{sub.batch_num} says has_more with only {len(seqs)} of batch_size {limit} rows"
         return None
+
+    def _aligned_match(
+        self, table: Any, sub: LiveSub, rows: Sequence[Mapping[str, Any]], candidates: list[_Candidate]
+    ) -> list[_Candidate] | None:
+        """An assignment of candidates to ``rows`` that keeps write order and covers the most sure candidates,
+        choosing among equal candidates (the same key and values, written more than once: a STREAM table
+        keeps every write); None when there is no order-keeping assignment or the rows' equal candidates do
+        not form classes.
+
+        Rows in ascending _seq come from non-decreasing write groups, so the rows of one group are
+        consecutive: a dynamic programme over (rows consumed, groups consumed) gives each group a run of rows,
+        each row a candidate of its group equal to it, sure candidates before those that may have expired.
+        """
+        if table.pk is None:
+            return None
+        pk = table.pk.column.name
+        # the candidates equal to each row (its class); equal rows share one class
+        classes: list[tuple[int, ...]] = []
+        for row in rows:
+            fits = tuple(
+                i
+                for i, cand in enumerate(candidates)
+                if _key(row.get(pk)) == _key(cand.row.get(pk))
+                and self.row_problem(table, sub, cand.row, row, full=True) is None
+            )
+            if not fits:
+                return None
+            classes.append(fits)
+        members = set(classes)
+        if sum(len(m) for m in members) != len({i for m in members for i in m}):
+            return None  # overlapping classes: not an equivalence, no shortcut
+        groups = sorted({c.group for c in candidates})
+        in_group: dict[tuple[tuple[int, ...], int], list[int]] = {}
+        for cls in members:
+            for i in cls:  # sure first, then by write order
+                in_group.setdefault((cls, candidates[i].group), []).append(i)
+        for ids in in_group.values():
+            ids.sort(key=lambda i: (candidates[i].maybe, candidates[i].write_no))
+        n, m = len(rows), len(groups)
+        NONE = -1
+        # best[i][j]: the most sure candidates covered by rows[i:] in groups[j:] (NONE: impossible)
+        best = [[NONE] * (m + 1) for _ in range(n + 1)]
+        choice = [[0] * (m + 1) for _ in range(n + 1)]
+        for j in range(m + 1):
+            best[n][j] = 0
+        for j in range(m - 1, -1, -1):
+            g = groups[j]
+            for i in range(n - 1, -1, -1):
+                top, run = best[i][j + 1], 0
+                used: dict[tuple[int, ...], int] = {}
+                covered = 0
+                for k in range(i, n):
+                    ids = in_group.get((classes[k], g), [])
+                    taken = used.get(classes[k], 0)
+                    if taken >= len(ids):
+                        break
+                    used[classes[k]] = taken + 1
+                    covered += not candidates[ids[taken]].maybe
+                    rest = best[k + 1][j + 1]
+                    if rest != NONE and covered + rest > top:
+                        top, run = covered + rest, k + 1 - i
+                best[i][j], choice[i][j] = top, run
+        if best[0][0] == NONE:
+            return None
+        out: list[_Candidate] = []
+        i = j = 0
+        while i < n:
+            run = choice[i][j]
+            used = {}
+            for k in range(i, i + run):
+                ids = in_group[(classes[k], groups[j])]
+                taken = used.get(classes[k], 0)
+                used[classes[k]] = taken + 1
+                out.append(candidates[ids[taken]])
+            i, j = i + run, j + 1
+        return out
 
     def _seen(self, sub: LiveSub, seq: int, write_no: int) -> None:
         if sub.last_seq_seen is None or seq > sub.last_seq_seen:
