@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import Divergence, KalamError, UsageError
+from .errors import Divergence, Invariant, KalamError, UsageError
 
 __all__ = ["RestartExtension", "can_restart"]
 
@@ -77,8 +77,8 @@ class RestartExtension:
             session.check_all()
         except Divergence as div:
             # Whatever disagrees right after a restart was acknowledged before it: a durability failure.
-            div.invariant = "durability"
-            div.message = f"after a restart ({'SIGKILL' if step.hard else 'clean stop'}): {div.message}"
-            div.args = (div.render(),)
-            raise
+            raise div.evolve(
+                invariant=Invariant.DURABILITY,
+                message=f"after a restart ({'SIGKILL' if step.hard else 'clean stop'}): {div.message}",
+            ) from div
         return True

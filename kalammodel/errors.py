@@ -17,6 +17,7 @@ KalamModelError                 base of everything kalammodel raises
 
 from __future__ import annotations
 
+import enum
 from typing import Any
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "DeadlineExceeded",
     "Divergence",
     "InternalError",
+    "Invariant",
     "KalamError",
     "KalamModelError",
     "RateLimited",
@@ -98,16 +100,73 @@ class DeadlineExceeded(KalamError):
     """Raised when a wait on the network passes its deadline. Nothing in kalammodel waits forever."""
 
 
+class Invariant(str, enum.Enum):
+    """What a :class:`Divergence` says broke; ``docs/invariants.md`` explains each. A ``str``: it compares
+    equal to its name and is written to case files as that name."""
+
+    ISOLATION = "isolation"
+    UNIQUENESS = "uniqueness"
+    HOT_COLD_CONSISTENCY = "hot_cold_consistency"
+    SOFT_DELETE = "soft_delete"
+    LIVE_QUERY = "live_query"
+    RBAC = "rbac"
+    SCHEMA_EVOLUTION = "schema_evolution"
+    STORAGE_ROUTING = "storage_routing"
+    COLD_FILES = "cold_files"
+    STREAM_TTL = "stream_ttl"
+    READ_ALL_COMPLETE = "read_all_complete"
+    DURABILITY = "durability"
+    AVAILABILITY = "availability"
+    OUTCOME = "outcome"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @classmethod
+    def parse(cls, name: object) -> Invariant:
+        """The invariant called ``name``; :class:`UsageError` naming the known ones otherwise."""
+        try:
+            return cls(name)
+        except ValueError:
+            known = ", ".join(i.value for i in cls)
+            raise UsageError(f"unknown invariant {name!r}: expected one of {known}") from None
+
+
+#: the fields of a Divergence, in order; each is read-only once it is built
+_DIVERGENCE_FIELDS = (
+    "invariant",
+    "message",
+    "step_index",
+    "step",
+    "request",
+    "actor",
+    "expected",
+    "actual",
+    "namespace",
+)
+
+
 class Divergence(KalamModelError):
     """The server disagrees with the reference model. This is a finding, reported as a bug candidate.
 
     Carries the invariant that broke, the index and record of the step, what went over the wire, the
-    acting user, and the expected and actual outcomes.
+    acting user, the expected and actual outcomes, and the example's namespace. Immutable: a changed
+    divergence is a new one (:meth:`evolve`), so what was raised is what gets reported.
     """
+
+    invariant: Invariant
+    message: str
+    step_index: int | None
+    step: Any
+    request: str | None
+    actor: str | None
+    expected: Any
+    actual: Any
+    namespace: str | None
 
     def __init__(
         self,
-        invariant: str,
+        invariant: Invariant | str,
         message: str,
         *,
         step_index: int | None = None,
@@ -116,16 +175,42 @@ class Divergence(KalamModelError):
         actor: str | None = None,
         expected: Any = None,
         actual: Any = None,
+        namespace: str | None = None,
     ):
-        self.invariant = invariant
-        self.message = message
-        self.step_index = step_index
-        self.step = step
-        self.request = request
-        self.actor = actor
-        self.expected = expected
-        self.actual = actual
+        values = (
+            Invariant.parse(invariant),
+            message,
+            step_index,
+            step,
+            request,
+            actor,
+            expected,
+            actual,
+            namespace,
+        )
+        for name, value in zip(_DIVERGENCE_FIELDS, values):
+            object.__setattr__(self, name, value)
         super().__init__(self.render())
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _DIVERGENCE_FIELDS:
+            raise AttributeError(
+                f"Divergence.{name} is read-only: build a new one with divergence.evolve({name}=...)"
+            )
+        super().__setattr__(name, value)
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickle and copy: rebuilt through the constructor
+        fields = {name: getattr(self, name) for name in _DIVERGENCE_FIELDS}
+        return (_rebuild_divergence, (fields,))
+
+    def evolve(self, **changes: Any) -> Divergence:
+        """A copy with ``changes`` applied (the keyword arguments of the constructor)."""
+        unknown = sorted(set(changes) - set(_DIVERGENCE_FIELDS))
+        if unknown:
+            raise TypeError(f"Divergence has no field(s) {unknown}; fields: {list(_DIVERGENCE_FIELDS)}")
+        fields = {name: getattr(self, name) for name in _DIVERGENCE_FIELDS}
+        fields.update(changes)
+        return Divergence(fields.pop("invariant"), fields.pop("message"), **fields)
 
     def render(self) -> str:
         lines = [f"[{self.invariant}] {self.message}"]
@@ -139,6 +224,11 @@ class Divergence(KalamModelError):
             lines.append(f"  expected: {self.expected!r}")
             lines.append(f"  actual:   {self.actual!r}")
         return "\n".join(lines)
+
+
+def _rebuild_divergence(fields: dict[str, Any]) -> Divergence:
+    fields = dict(fields)
+    return Divergence(fields.pop("invariant"), fields.pop("message"), **fields)
 
 
 class InternalError(KalamModelError):

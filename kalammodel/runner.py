@@ -45,6 +45,7 @@ from .errors import (
     DeadlineExceeded,
     Divergence,
     InternalError,
+    Invariant,
     KalamError,
     SqlError,
     TransportError,
@@ -73,24 +74,6 @@ from .model import (
 from .steps import Request, Step
 
 __all__ = ["RunResult", "Runner", "Session", "TranscriptEntry"]
-
-#: Invariant names a Divergence may carry (docs/invariants.md explains each).
-INVARIANTS = (
-    "isolation",
-    "uniqueness",
-    "hot_cold_consistency",
-    "soft_delete",
-    "live_query",
-    "rbac",
-    "schema_evolution",
-    "storage_routing",
-    "cold_files",
-    "stream_ttl",
-    "read_all_complete",
-    "durability",
-    "availability",
-    "outcome",
-)
 
 _FLUSH_JOB_TIMEOUT = 60.0
 _ACTIONS = (ExpectPause, ExpectFlushDone)
@@ -677,15 +660,15 @@ class Session:
             try:
                 outcome = self._answered(request, started, answer, decode, "full read failed")
             except Divergence as div:  # the paged read and COUNT(*) disagree
-                div.step_index = self.step_index
-                div.step = self._current_step()
-                if div.invariant == "read_all_complete" and state.flush.running_job is not None:
+                placed = div.evolve(step_index=self.step_index, step=self._current_step())
+                if div.invariant is Invariant.READ_ALL_COMPLETE and state.flush.running_job is not None:
                     # Not a paging bug: the two reads saw the rows a running flush moves differently (e.g. a
                     # deleted row back in cold storage for one of them, docs/kalamdb-findings.md #1).
-                    div.invariant = "hot_cold_consistency"
-                    div.message = f"while a flush of {table} runs: {div.message}"
-                    div.args = (div.render(),)
-                raise
+                    placed = placed.evolve(
+                        invariant=Invariant.HOT_COLD_CONSISTENCY,
+                        message=f"while a flush of {table} runs: {div.message}",
+                    )
+                raise placed from None
             problem = compare_outcome(expected, outcome)
             if problem is not None:
                 raise self._divergence(
