@@ -19,12 +19,15 @@ from __future__ import annotations
 import bisect
 from collections import deque
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from ._predicates import And, Cmp, Like, Not, Or, Predicate
 from ._types import ColumnType, TableKind, canonical_json
+
+if TYPE_CHECKING:
+    from ._model import Model, TableState
 
 __all__ = [
     "LiveChange",
@@ -188,7 +191,7 @@ class LiveModel:
 
     def subscribe(
         self,
-        model: Any,
+        model: Model,
         sub_id: str,
         actor: str,
         table_name: str,
@@ -269,7 +272,7 @@ class LiveModel:
 
     # ------------------------------------------------------------------ steps
 
-    def begin_step(self, model: Any) -> int:
+    def begin_step(self, model: Model) -> int:
         """Call before a step: returns the watermark to hand to :meth:`end_step`."""
         for table_name in {s.table for s in self.open_subs()}:
             table = model.tables.get(table_name)
@@ -279,7 +282,7 @@ class LiveModel:
         return model.write_no
 
     def end_step(
-        self, model: Any, watermark: int, step_index: int, *, stream_deletes: bool = True
+        self, model: Model, watermark: int, step_index: int, *, stream_deletes: bool = True
     ) -> list[tuple[str, LiveChange]]:
         """Call after a step: queue the changes it made on every open subscription that must see them.
 
@@ -311,7 +314,7 @@ class LiveModel:
         self._stream_seen.clear()
         return everything
 
-    def _check_schema(self, table: Any, subs: list[LiveSub]) -> None:
+    def _check_schema(self, table: TableState, subs: list[LiveSub]) -> None:
         current = {s.column.name: s.column_id for s in table.columns}
         for sub in subs:
             used = set(sub.columns or ()) | (set(sub.where.columns()) if sub.where is not None else set())
@@ -331,8 +334,8 @@ class LiveModel:
 
     def _changes(
         self,
-        model: Any,
-        table: Any,
+        model: Model,
+        table: TableState,
         table_name: str,
         watermark: int,
         step_index: int,
@@ -343,14 +346,14 @@ class LiveModel:
             for owner, scope in table.scopes.items():
                 before = self._stream_seen.get((table_name, owner), {})
                 now = {r.write_no: r for r in scope.stream_rows}
-                for w, row in sorted(now.items()):
+                for w, stream_row in sorted(now.items()):
                     if w > watermark:
-                        values = model._row(table, row.values)
+                        values = model._row(table, stream_row.values)
                         out.append(LiveChange("insert", w, values, None, w, step_index, owner))
-                for w, row in sorted(before.items()):
+                for w, stream_row in sorted(before.items()):
                     if stream_deletes and w not in now:  # removed by this step's DELETE, not by TTL
-                        near_ttl = model._stream_state(row, table.spec.ttl_seconds or 0) != "sure"
-                        values = model._row(table, row.values)
+                        near_ttl = model._stream_state(stream_row, table.spec.ttl_seconds or 0) != "sure"
+                        values = model._row(table, stream_row.values)
                         out.append(
                             LiveChange(
                                 "delete", w, values, None, w, step_index, owner, optional=near_ttl, hard=True
@@ -400,7 +403,7 @@ class LiveModel:
             return self.groups[i][2]
         return -1
 
-    def _candidates(self, model: Any, sub: LiveSub) -> list[_Candidate]:
+    def _candidates(self, model: Model, sub: LiveSub) -> list[_Candidate]:
         """Rows the snapshot may still send: matching, visible, written before the subscription, not sent."""
         table = model.tables[sub.table]
         scope = model._scope(table, sub.owner)
@@ -411,10 +414,11 @@ class LiveModel:
         items: list[tuple[int, Any, dict[str, Any], bool]] = []
         if table.kind is TableKind.STREAM:
             ttl = table.spec.ttl_seconds or 0
-            for row in scope.stream_rows:
-                state = model._stream_state(row, ttl)
+            for stream_row in scope.stream_rows:
+                state = model._stream_state(stream_row, ttl)
                 if state != "gone":
-                    items.append((row.write_no, row.write_no, model._row(table, row.values), state != "sure"))
+                    values = model._row(table, stream_row.values)
+                    items.append((stream_row.write_no, stream_row.write_no, values, state != "sure"))
         else:
             for key, version in model._live(table, scope).items():
                 items.append((version.write_no, key, model._row(table, version.values), False))
@@ -441,7 +445,7 @@ class LiveModel:
 
     def check_batch(
         self,
-        model: Any,
+        model: Model,
         sub: LiveSub,
         rows: Sequence[Mapping[str, Any]],
         control: Mapping[str, Any] | None,
@@ -498,7 +502,7 @@ class LiveModel:
         return None
 
     def _greedy_match(
-        self, table: Any, sub: LiveSub, rows: Sequence[Mapping[str, Any]], candidates: list[_Candidate]
+        self, table: TableState, sub: LiveSub, rows: Sequence[Mapping[str, Any]], candidates: list[_Candidate]
     ) -> tuple[list[_Candidate], list[int], str | None]:
         """Each received row matched with the earliest equal candidate left (:meth:`_match_row`), their _seqs,
         and why a row fits no candidate."""
@@ -526,7 +530,7 @@ class LiveModel:
 
     def _batch_problem(
         self,
-        table: Any,
+        table: TableState,
         sub: LiveSub,
         control: Mapping[str, Any],
         candidates: list[_Candidate],
@@ -589,7 +593,7 @@ class LiveModel:
         return None
 
     def _aligned_match(
-        self, table: Any, sub: LiveSub, rows: Sequence[Mapping[str, Any]], candidates: list[_Candidate]
+        self, table: TableState, sub: LiveSub, rows: Sequence[Mapping[str, Any]], candidates: list[_Candidate]
     ) -> list[_Candidate] | None:
         """An assignment of candidates to ``rows`` that keeps write order and covers the most sure candidates,
         choosing among equal candidates (the same key and values, written more than once: a STREAM table
@@ -669,12 +673,12 @@ class LiveModel:
             sub.last_seq_seen = seq
             sub.last_write = write_no
 
-    def _row_key(self, table: Any, row: Mapping[str, Any]) -> Any:
+    def _row_key(self, table: TableState, row: Mapping[str, Any]) -> Any:
         pk = table.pk
         return _key(row.get(pk.column.name)) if pk is not None else None
 
     def _match_row(
-        self, table: Any, sub: LiveSub, row: Mapping[str, Any], pool: list[_Candidate]
+        self, table: TableState, sub: LiveSub, row: Mapping[str, Any], pool: list[_Candidate]
     ) -> _Candidate | None:
         """The candidate ``row`` is, earliest written first. Without a PRIMARY KEY equal rows cannot be told
         apart: a candidate sure to be sent is taken before one near its TTL, so that what is left unmatched is
@@ -692,13 +696,13 @@ class LiveModel:
 
     # ------------------------------------------------------------------ rows and changes
 
-    def compared_columns(self, table: Any, sub: LiveSub) -> list[str]:
+    def compared_columns(self, table: TableState, sub: LiveSub) -> list[str]:
         """Columns whose values are determined: projected (or all), and unchanged by ALTER since subscribe."""
         current = {s.column.name: s.column_id for s in table.columns}
         names = list(sub.columns) if sub.columns is not None else list(current)
         return [n for n in names if n in current and sub.column_ids.get(n) == current[n]]
 
-    def _allowed_keys(self, table: Any, sub: LiveSub) -> set[str]:
+    def _allowed_keys(self, table: TableState, sub: LiveSub) -> set[str]:
         allowed = set(self.compared_columns(table, sub)) | {"_seq", "_deleted"}
         if sub.columns is None:  # SELECT *: columns added or dropped by ALTER may show either way
             allowed |= {s.column.name for s in table.columns} | {s.column.name for s in table.dropped}
@@ -707,12 +711,12 @@ class LiveModel:
             allowed.add(pk.column.name)
         return allowed
 
-    def _project(self, table: Any, sub: LiveSub, row: Mapping[str, Any]) -> dict[str, Any]:
+    def _project(self, table: TableState, sub: LiveSub, row: Mapping[str, Any]) -> dict[str, Any]:
         return {n: row.get(n) for n in self.compared_columns(table, sub)}
 
     def row_problem(
         self,
-        table: Any,
+        table: TableState,
         sub: LiveSub,
         expected: Mapping[str, Any],
         actual: Mapping[str, Any],
@@ -742,7 +746,7 @@ class LiveModel:
 
     def check_change(
         self,
-        model: Any,
+        model: Model,
         sub: LiveSub,
         change_type: str | None,
         rows: Sequence[Mapping[str, Any]] | None,
@@ -779,7 +783,7 @@ class LiveModel:
 
     def _change_problem(
         self,
-        table: Any,
+        table: TableState,
         sub: LiveSub,
         change: LiveChange,
         change_type: str | None,
@@ -845,7 +849,7 @@ class LiveModel:
         return self.row_problem(table, sub, change.row, tomb, full=True, deleted=True)
 
     def _apply(
-        self, table: Any, sub: LiveSub, change: LiveChange, rows: Sequence[Mapping[str, Any]] | None
+        self, table: TableState, sub: LiveSub, change: LiveChange, rows: Sequence[Mapping[str, Any]] | None
     ) -> None:
         key = _key(change.key)
         if change.kind == "delete":
@@ -863,7 +867,7 @@ class LiveModel:
             self.seqs[change.write_no] = seq
             self._seen(sub, seq, change.write_no)
 
-    def view_problem(self, model: Any, sub: LiveSub) -> str | None:
+    def view_problem(self, model: Model, sub: LiveSub) -> str | None:
         """Snapshot + changes received == the model's rows matching the filter (stale rows allowed only when
         their newest version left the filter, which sends nothing, §10.5)."""
         if sub.tainted or sub.status != "ready" or sub.expected:

@@ -393,7 +393,7 @@ def pred_to_data(pred: Predicate | None) -> dict[str, Any] | None:
     if pred is None:
         return None
     data: dict[str, Any] = {"pred": pred.op_name}
-    for field in attrs.fields(type(pred)):  # type: ignore[arg-type]
+    for field in attrs.fields(type(pred)):
         value = getattr(pred, field.name)
         if isinstance(value, ColumnType):
             value = value.value
@@ -415,7 +415,7 @@ def pred_from_data(data: Any) -> Predicate | None:
         raise ValueError(f"a predicate must be a dict with a 'pred' key (got {data!r})")
     fields = dict(data)
     op = fields.pop("pred", None)
-    cls = _NODES.get(op)  # type: ignore[arg-type]
+    cls = _NODES.get(op)
     if cls is None:
         raise ValueError(f"unknown predicate {op!r} (key 'pred'); known: {sorted(_NODES)}")
     names = {f.name for f in attrs.fields(cls)}  # type: ignore[arg-type]
