@@ -45,6 +45,8 @@ from ._predicates import (
     pred_from_data,
     pred_to_data,
 )
+from ._style import CANONICAL as CANONICAL_STYLE
+from ._style import SqlStyle
 from ._types import (
     ACTOR_ROLES,
     RESERVED_COLUMNS,
@@ -66,6 +68,7 @@ __all__ = [
     "AccessLevel",
     "And",
     "Between",
+    "CANONICAL_STYLE",
     "Cmp",
     "Column",
     "ColumnType",
@@ -94,6 +97,7 @@ __all__ = [
     "RESERVED_COLUMNS",
     "Role",
     "SYSTEM_COLUMNS",
+    "SqlStyle",
     "TableKind",
     "TableSpec",
     "TableState",

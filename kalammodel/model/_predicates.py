@@ -25,7 +25,8 @@ from typing import Any, ClassVar
 
 import attrs
 
-from ._types import ColumnType, render_value
+from ._style import CANONICAL, SqlStyle, render_predicate
+from ._types import ColumnType
 
 __all__ = [
     "And",
@@ -113,8 +114,9 @@ class _Node:
         """Every column name the predicate mentions."""
         raise NotImplementedError
 
-    def render(self) -> str:
-        raise NotImplementedError
+    def render(self, style: SqlStyle = CANONICAL) -> str:
+        """The SQL text of the predicate, written in ``style`` (:mod:`kalammodel.model._style`)."""
+        return render_predicate(self, style)  # type: ignore[arg-type]  # every subclass is a Predicate
 
     def evaluate(self, row: Mapping[str, Any]) -> bool | None:
         raise NotImplementedError
@@ -136,9 +138,6 @@ class Cmp(_Node):
     def columns(self) -> frozenset[str]:
         return frozenset({self.column})
 
-    def render(self) -> str:
-        return f"{self.column} {self.op} {render_value(self.col_type, self.value)}"
-
     def evaluate(self, row: Mapping[str, Any]) -> bool | None:
         left = _value(row, self.column)
         if left is None:
@@ -157,9 +156,6 @@ class IsNull(_Node):
     def columns(self) -> frozenset[str]:
         return frozenset({self.column})
 
-    def render(self) -> str:
-        return f"{self.column} IS NULL"
-
     def evaluate(self, row: Mapping[str, Any]) -> bool | None:
         return _value(row, self.column) is None
 
@@ -174,9 +170,6 @@ class IsNotNull(_Node):
 
     def columns(self) -> frozenset[str]:
         return frozenset({self.column})
-
-    def render(self) -> str:
-        return f"{self.column} IS NOT NULL"
 
     def evaluate(self, row: Mapping[str, Any]) -> bool | None:
         return _value(row, self.column) is not None
@@ -193,10 +186,6 @@ class In(_Node):
 
     def columns(self) -> frozenset[str]:
         return frozenset({self.column})
-
-    def render(self) -> str:
-        items = ", ".join(render_value(self.col_type, v) for v in self.values)
-        return f"{self.column} IN ({items})"
 
     def evaluate(self, row: Mapping[str, Any]) -> bool | None:
         left = _value(row, self.column)
@@ -217,11 +206,6 @@ class Between(_Node):
 
     def columns(self) -> frozenset[str]:
         return frozenset({self.column})
-
-    def render(self) -> str:
-        low = render_value(self.col_type, self.low)
-        high = render_value(self.col_type, self.high)
-        return f"{self.column} BETWEEN {low} AND {high}"
 
     def evaluate(self, row: Mapping[str, Any]) -> bool | None:
         left = _value(row, self.column)
@@ -255,9 +239,6 @@ class Like(_Node):
 
     def columns(self) -> frozenset[str]:
         return frozenset({self.column})
-
-    def render(self) -> str:
-        return f"{self.column} LIKE {render_value(ColumnType.TEXT, self.pattern)}"
 
     def regex(self) -> re.Pattern[str]:
         parts = []
@@ -299,9 +280,6 @@ class And(_Node):
     def columns(self) -> frozenset[str]:
         return frozenset().union(*(i.columns() for i in self.items))
 
-    def render(self) -> str:
-        return "(" + " AND ".join(i.render() for i in self.items) + ")"
-
     def evaluate(self, row: Mapping[str, Any]) -> bool | None:
         results = [i.evaluate(row) for i in self.items]
         if any(r is False for r in results):
@@ -320,9 +298,6 @@ class Or(_Node):
 
     def columns(self) -> frozenset[str]:
         return frozenset().union(*(i.columns() for i in self.items))
-
-    def render(self) -> str:
-        return "(" + " OR ".join(i.render() for i in self.items) + ")"
 
     def evaluate(self, row: Mapping[str, Any]) -> bool | None:
         results = [i.evaluate(row) for i in self.items]
@@ -351,9 +326,6 @@ class Not(_Node):
 
     def columns(self) -> frozenset[str]:
         return self.item.columns()
-
-    def render(self) -> str:
-        return f"(NOT {self.item.render()})"
 
     def evaluate(self, row: Mapping[str, Any]) -> bool | None:
         result = self.item.evaluate(row)

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from kalammodel.model import CANONICAL_STYLE as CANONICAL
 from kalammodel.model import (
     And,
     Between,
@@ -23,6 +24,7 @@ from kalammodel.model import (
     Like,
     Not,
     Or,
+    SqlStyle,
     portable,
     pred_from_data,
     pred_to_data,
@@ -232,3 +234,71 @@ def test_pred_from_data_names_unknown_kinds_and_fields():
         pred_from_data({"pred": "xor"})
     with pytest.raises(ValueError, match="unknown field"):
         pred_from_data({"pred": "is_null", "column": "a", "col_type": "INT", "extra": 1})
+
+
+styles = st.builds(
+    SqlStyle,
+    keywords=st.sampled_from(["upper", "lower", "title"]),
+    ne=st.sampled_from(["!=", "<>"]),
+    parens=st.sampled_from(["canonical", "minimal", "extra"]),
+    space=st.sampled_from(["single", "wide", "newline", "tight"]),
+    quote=st.booleans(),
+    negation=st.sampled_from(["prefix", "infix"]),
+    operands=st.sampled_from(["column_first", "literal_first"]),
+    booleans=st.sampled_from(["lower", "upper"]),
+)
+
+
+class _Styled:
+    """A predicate that renders in one style (for the evaluators above, which call ``render()``)."""
+
+    def __init__(self, pred, style):
+        self.pred, self.style = pred, style
+
+    def render(self):
+        return self.pred.render(self.style)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=rows_strategy, pred=predicates, style=styles)
+def test_every_style_means_the_same_to_datafusion(rows, pred, style):
+    """A predicate written in any SQL style evaluates, in DataFusion, as the model evaluates it."""
+    assume(portable(pred))
+    expected = [pred.evaluate(r) for r in rows]
+    assert datafusion_eval(rows, _Styled(pred, style)) == expected, pred.render(style)
+
+
+@settings(max_examples=200, deadline=None)
+@given(rows=rows_strategy, pred=predicates, style=styles)
+def test_every_style_means_the_same_to_sqlite(rows, pred, style):
+    """A predicate written in any SQL style evaluates, in SQLite, as the model evaluates it."""
+    expected = [pred.evaluate(r) for r in rows]
+    assert sqlite_eval(rows, _Styled(pred, style)) == expected, pred.render(style)
+
+
+def test_styles_spell_one_predicate_differently():
+    """Each style field changes the text: keyword case, <>, parentheses, spacing, quoting, infix NOT, operand
+    order; the canonical style renders what render() always did."""
+    p = And((Not(Cmp("c0", ColumnType.BIGINT, "<", 5)), Or((IsNull("c1", ColumnType.TEXT), Like("c1", "a%")))))
+    assert p.render() == p.render(CANONICAL) == "((NOT c0 < 5) AND (c1 IS NULL OR c1 LIKE 'a%'))"
+    assert p.render(SqlStyle(keywords="lower", parens="minimal")) == "not c0 < 5 and (c1 is null or c1 like 'a%')"
+    assert p.render(SqlStyle(negation="infix", operands="literal_first", parens="minimal")) == (
+        "5 <= c0 AND (c1 IS NULL OR c1 LIKE 'a%')"
+    )
+    assert p.render(SqlStyle(quote=True, space="tight", parens="extra")) == (
+        '((NOT ("c0"<5)) AND (("c1" IS NULL) OR ("c1" LIKE \'a%\')))'
+    )
+    assert Cmp("c0", ColumnType.BIGINT, "!=", 1).render(SqlStyle(ne="<>", space="wide")) == "c0  <>  1"
+    assert "\n  OR " in p.render(SqlStyle(space="newline"))
+
+
+def test_style_data_round_trips_and_names_bad_fields():
+    """to_data keeps only what differs from the canonical style; from_data refuses unknown fields and values."""
+    style = SqlStyle(keywords="lower", quote=True)
+    assert style.to_data() == {"keywords": "lower", "quote": True}
+    assert SqlStyle.from_data(style.to_data()) == style
+    assert SqlStyle.from_data(None) is CANONICAL and CANONICAL.to_data() == {}
+    with pytest.raises(ValueError, match="unknown SQL style field"):
+        SqlStyle.from_data({"case": "lower"})
+    with pytest.raises(ValueError, match="keywords"):
+        SqlStyle.from_data({"keywords": "shouting"})
