@@ -5,6 +5,10 @@ the field's type and raises ``ValueError("field 'x': ... (got <value>)")`` other
 :func:`step_from_data`, which checks the kind and the field names and turns every converter's ``ValueError``
 into a :class:`~kalammodel.errors.UsageError` naming the kind, the field and the value.
 
+The converters take ``Any`` on purpose: they receive whatever a case file or a caller hands them, and their
+job is to check it. A cell stays ``Any`` too: a JSON scalar (None, bool, int, float or str), checked by
+``_cell``.
+
 To data: :func:`step_to_data`, which writes every attrs field of a registered step, predicates and table
 specs through their ``*_to_data`` forms (``kalammodel.model``) and enums by value.
 """

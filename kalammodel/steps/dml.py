@@ -102,7 +102,11 @@ class Update(Step):
         assignments: Any,
         as_user: str | None = None,
     ) -> Update:
-        """An UPDATE of the row with primary key ``pk = pk_value``."""
+        """An UPDATE of the row with primary key ``pk = pk_value``.
+
+        ``pk_value`` is a cell and ``assignments`` anything the ``assignments`` converter accepts (``Any``: the
+        converter checks them).
+        """
         return cls(actor, table, assignments, Cmp(pk, pk_type, "=", pk_value), as_user)
 
     def requests(self, ns: str) -> list[Request]:
