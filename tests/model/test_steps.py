@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import json
+import pkgutil
 
+import attrs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kalammodel.errors import UsageError
+import kalammodel.steps as steps_pkg
+from kalammodel.errors import InternalError, UsageError
 from kalammodel.model import (
     Cmp,
     Column,
@@ -35,7 +40,10 @@ from kalammodel.steps import (
     Select,
     SelectDeleted,
     StartFlush,
+    Step,
+    StepFamily,
     Update,
+    register,
     render_value,
     step_from_data,
     step_to_data,
@@ -285,3 +293,134 @@ def test_the_model_predicts_or_refuses_any_program(program):
             assert expectations == []
             continue
         assert len(expectations) == 1
+
+
+# ---------------------------------------------------------------------- families, registry and facade
+
+#: every kind's family, as the runner and the corpus may rely on it (and the module each family lives in)
+FAMILY_OF = {
+    "insert": StepFamily.DML,
+    "insert_dropped_column": StepFamily.DML,
+    "stream_insert": StepFamily.DML,
+    "update": StepFamily.DML,
+    "stream_update": StepFamily.DML,
+    "delete": StepFamily.DML,
+    "select": StepFamily.READ,
+    "stream_select": StepFamily.READ,
+    "select_deleted": StepFamily.READ,
+    "count": StepFamily.READ,
+    "create_table": StepFamily.DDL,
+    "alter_add_column": StepFamily.DDL,
+    "alter_drop_column": StepFamily.DDL,
+    "flush": StepFamily.FLUSH,
+    "start_flush": StepFamily.FLUSH,
+    "await_flush": StepFamily.FLUSH,
+    "subscribe": StepFamily.LIVE,
+    "next_batch": StepFamily.LIVE,
+    "unsubscribe": StepFamily.LIVE,
+    "resubscribe_from_seq": StepFamily.LIVE,
+    "probe_create_shared": StepFamily.PROBE,
+    "probe_shared_write": StepFamily.PROBE,
+    "probe_execute_as": StepFamily.PROBE,
+    "probe_system_read": StepFamily.PROBE,
+    "pause": StepFamily.ACTION,
+    "restart": StepFamily.ACTION,
+}
+MODULE_OF = {
+    StepFamily.DML: "dml",
+    StepFamily.READ: "reads",
+    StepFamily.DDL: "ddl",
+    StepFamily.FLUSH: "flush",
+    StepFamily.LIVE: "live",
+    StepFamily.PROBE: "probes",
+    StepFamily.ACTION: "actions",
+}
+
+
+def test_every_registered_step_declares_its_own_family():
+    """Each registered class sets a StepFamily itself (not inherited), and it is the documented one."""
+    for kind, cls in STEP_TYPES.items():
+        assert isinstance(cls.__dict__.get("family"), StepFamily), kind
+        assert cls.family is FAMILY_OF[kind], kind
+    assert set(FAMILY_OF) == set(STEP_TYPES)
+
+
+def test_the_families_partition_the_step_types():
+    """Every family has steps, every step is in exactly one family, and it lives in that family's module."""
+    by_family: dict[StepFamily, set[str]] = {family: set() for family in StepFamily}
+    for kind, cls in STEP_TYPES.items():
+        by_family[cls.family].add(kind)
+        assert cls.__module__ == f"kalammodel.steps.{MODULE_OF[cls.family]}", kind
+    assert all(by_family.values()), by_family
+    assert sum(len(kinds) for kinds in by_family.values()) == len(STEP_TYPES)
+    assert set().union(*by_family.values()) == set(STEP_TYPES)
+    assert set(LIVE_STEPS) == {STEP_TYPES[kind] for kind in by_family[StepFamily.LIVE]}
+    assert by_family[StepFamily.PROBE] == {kind for kind in STEP_TYPES if kind.startswith("probe")}
+
+
+def test_only_read_and_probe_steps_are_reads_only():
+    """reads_only (a single SELECT) holds of the READ family and of the probes that SELECT, nothing else."""
+    readers = {kind for kind, cls in STEP_TYPES.items() if cls.reads_only}
+    assert readers == {kind for kind, family in FAMILY_OF.items() if family is StepFamily.READ} | {
+        "probe_execute_as",
+        "probe_system_read",
+    }
+
+
+def test_register_refuses_a_step_without_its_own_kind_or_family():
+    """register() raises InternalError for a missing kind or family, a non-attrs class or a kind taken twice."""
+
+    @attrs.frozen
+    class NoFamily(Insert):
+        kind = "no_family"
+
+    @attrs.frozen
+    class NoKind(Step):
+        family = StepFamily.ACTION
+
+    class NotAttrs(Step):
+        kind = "not_attrs"
+        family = StepFamily.ACTION
+
+    @attrs.frozen
+    class Twice(Insert):
+        kind = "insert"
+        family = StepFamily.DML
+
+    before = dict(STEP_TYPES)
+    for cls, message in [
+        (NoFamily, "NoFamily .'no_family'. declares no StepFamily"),
+        (NoKind, "NoKind declares no 'kind'"),
+        (NotAttrs, "not an attrs class"),
+        (Twice, "step kind 'insert' registered twice"),
+    ]:
+        with pytest.raises(InternalError, match=message):
+            register(cls)
+    assert STEP_TYPES == before
+
+
+@pytest.mark.parametrize("kind", [None, 3, ["insert"], {"k": 1}])
+def test_a_kind_that_is_not_a_string_is_a_usage_error(kind):
+    """step_from_data names a kind that is no string as unknown instead of failing on it."""
+    with pytest.raises(UsageError, match="unknown step kind"):
+        step_from_data({"kind": kind, "actor": "root"})
+
+
+def test_the_steps_facade_exports_every_public_name_of_its_modules():
+    """kalammodel.steps.__all__ is sorted, names only what exists, and lists every public class and function."""
+    assert steps_pkg.__all__ == sorted(steps_pkg.__all__)
+    missing = []
+    for info in pkgutil.iter_modules(steps_pkg.__path__):
+        module = importlib.import_module(f"kalammodel.steps.{info.name}")
+        for name, value in vars(module).items():
+            defined_here = getattr(value, "__module__", None) == module.__name__
+            if (
+                (inspect.isclass(value) or inspect.isfunction(value))
+                and defined_here
+                and not name.startswith("_")
+            ):
+                if name not in steps_pkg.__all__:
+                    missing.append(f"{module.__name__}.{name}")
+    assert not missing, f"public names missing from kalammodel.steps.__all__: {missing}"
+    for name in steps_pkg.__all__:
+        assert hasattr(steps_pkg, name), name
