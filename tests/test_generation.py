@@ -1,4 +1,4 @@
-"""How the state machine draws programs (kalammodel/machine.py): the workload's weights are the operation mix,
+"""How the state machine draws programs (kalammodel/generation/): the workload's weights are the operation mix,
 every rule call runs a step, and the swarm leaves operations out of some examples.
 
 How often the aimed operations (cold and subscribed rows, snapshot-sized batches, re-added names) find what
