@@ -54,9 +54,7 @@ WeightOf = Callable[["KalamStateMachine", "Operation"], float]
 
 def own_weight(m: KalamStateMachine, op: Operation) -> float:
     """The workload's weight for the operation (0 when the swarm left it out), divided by ``op.divisor``."""
-    if op.name not in m.enabled:
-        return 0.0
-    return m.ops.get(op.name, 0) / op.divisor
+    return m.own_weight(op.name) / op.divisor
 
 
 @attrs.frozen
