@@ -53,12 +53,11 @@ from hypothesis import HealthCheck, settings
 from hypothesis.stateful import run_state_machine_as_test
 
 from kalammodel.client import KalamClient, Pending
-from kalammodel.machine import machine_for, tuned_gc
+from kalammodel.generation import load_workload, machine_for, tuned_gc
 from kalammodel.model import Cmp, Column, ColumnType, TableSpec
 from kalammodel.runner import Runner, Session
 from kalammodel.steps import CreateTable, Delete, Insert, Select, Step, Update
 from kalammodel.targets import ActorPool, EmbeddedTarget, RemoteTarget
-from kalammodel.workloads import load_workload
 
 REPO = Path(__file__).resolve().parent.parent
 SQL_PATH = "/v1/api/sql"

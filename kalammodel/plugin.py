@@ -29,8 +29,8 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 if TYPE_CHECKING:
+    from kalammodel.generation import Workload
     from kalammodel.targets import ActorPool, Target
-    from kalammodel.workloads import Workload
 
 __all__ = ["PROFILES", "actor_pool", "kalamdb_target", "kalammodel_workload"]
 
@@ -185,7 +185,7 @@ def pytest_configure(config: pytest.Config) -> None:
     workload = config.getoption("--kalammodel-workload")
     if workload:
         from kalammodel.errors import UsageError
-        from kalammodel.workloads import load_workload
+        from kalammodel.generation import load_workload
 
         try:
             load_workload(workload, search_dirs=(config.rootpath / "models",))
@@ -235,7 +235,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 @pytest.fixture(scope="session")
 def kalammodel_workload(pytestconfig: pytest.Config) -> Workload:
     """The workload model chosen with --kalammodel-workload (default: models/default.toml)."""
-    from kalammodel.workloads import load_workload
+    from kalammodel.generation import load_workload
 
     return load_workload(
         pytestconfig.stash.get(_WORKLOAD_KEY, "default"), search_dirs=(pytestconfig.rootpath / "models",)

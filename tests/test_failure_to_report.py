@@ -26,12 +26,11 @@ from kalammodel.corpus import (
     run_sql_script,
     save_case,
 )
-from kalammodel.machine import pinned_constants, run_machine
+from kalammodel.generation import load_workload, pinned_constants, run_machine
 from kalammodel.model import Cmp, Column, ColumnType, TableSpec
 from kalammodel.runner import Runner
 from kalammodel.steps import CreateTable, Insert, Select
 from kalammodel.targets import ActorPool, EmbeddedTarget
-from kalammodel.workloads import load_workload
 
 FAULT = "delete_resurrects_after_flush"
 #: The work-queue scenario (models/jobs.toml): jobs are inserted, claimed, deleted when done, and tables are

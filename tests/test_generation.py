@@ -1,4 +1,4 @@
-"""How the state machine draws programs (kalammodel/machine.py): the workload's weights are the operation mix,
+"""How the state machine draws programs (kalammodel/generation/): the workload's weights are the operation mix,
 every rule call runs a step, and the swarm leaves operations out of some examples.
 
 How often the aimed operations (cold and subscribed rows, snapshot-sized batches, re-added names) find what
@@ -13,9 +13,8 @@ from typing import Any
 import attrs
 from hypothesis import HealthCheck, settings
 
-from kalammodel.machine import run_machine
+from kalammodel.generation import Weights, load_workload, run_machine
 from kalammodel.runner import Runner
-from kalammodel.workloads import Weights, load_workload
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -79,7 +78,7 @@ def test_swarm_leaves_operations_out_of_some_examples(kalamdb_target, actor_pool
 
 def test_kinds_and_levels_the_example_lacks_weigh_four_times_more():
     """The weights the next table's kind (and a SHARED table's access level) are drawn with."""
-    from kalammodel.strategies import favour_absent
+    from kalammodel.generation import favour_absent
 
     kinds = [("user", 3.0), ("shared", 1.0), ("stream", 1.0)]
     assert favour_absent(kinds, set()) == [("user", 12.0), ("shared", 4.0), ("stream", 4.0)]  # same odds

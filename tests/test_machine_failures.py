@@ -7,8 +7,8 @@ import sys
 import pytest
 from hypothesis.errors import FlakyFailure
 
-from kalammodel import machine as M
 from kalammodel.errors import Divergence
+from kalammodel.generation import driver as M
 
 if sys.version_info < (3, 11):  # pragma: no cover
     from exceptiongroup import BaseExceptionGroup

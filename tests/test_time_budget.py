@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from kalammodel.machine import run_machine
+from kalammodel.generation import run_machine
 from kalammodel.runner import Runner
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from kalammodel.errors import UsageError
-from kalammodel.workloads import (
+from kalammodel.generation import (
     OPERATIONS,
     IntRange,
     Weights,

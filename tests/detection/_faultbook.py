@@ -22,10 +22,9 @@ import attrs
 from hypothesis import HealthCheck, Phase, settings
 
 from kalammodel.errors import Divergence
-from kalammodel.machine import Failure, pinned_constants, run_machine
+from kalammodel.generation import Failure, Workload, load_workload, pinned_constants, run_machine
 from kalammodel.runner import Runner
 from kalammodel.targets import ActorPool, EmbeddedTarget
-from kalammodel.workloads import Workload, load_workload
 
 ROOT = Path(__file__).resolve().parents[2]
 

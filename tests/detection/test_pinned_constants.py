@@ -1,4 +1,4 @@
-"""Hunts draw the same program for a seed whatever local modules are loaded (``kalammodel.machine.pinned_constants``)."""
+"""Hunts draw the same program for a seed whatever local modules are loaded (``kalammodel.generation.pinned_constants``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
-from kalammodel.machine import pinned_constants
+from kalammodel.generation import pinned_constants
 
 #: in the module loaded mid-test only: a pinned draw must never produce it
 PLANTED = 987_654_321_123

@@ -1,4 +1,4 @@
-"""The step-level reducer (kalammodel.reduce) against scripted replays: no server needed.
+"""The step-level reducer (kalammodel.generation.reduce) against scripted replays: no server needed.
 
 A scripted replay diverges when a given set of "culprit" steps is present, in order; the reducer must find
 exactly them, keep the invariant, cut the program at the diverging step, and stay within its budgets.
@@ -13,8 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kalammodel.errors import Divergence
+from kalammodel.generation import reduce_steps, simplifications
 from kalammodel.model import ColumnType
-from kalammodel.reduce import reduce_steps, simplifications
 from kalammodel.runner import RunResult
 from kalammodel.steps import Flush, Insert, Step
 
@@ -190,7 +190,7 @@ def test_no_candidate_is_replayed_twice_except_the_confirmation():
 def test_table_slice_keeps_the_failures_tables_and_the_steps_on_none():
     """One candidate drops every step on a table the failure is not about; pauses stay, and live steps go
     with their subscription's table; tables named in the message ("scope t1/...") are kept too."""
-    from kalammodel.reduce import table_slice
+    from kalammodel.generation import table_slice
     from kalammodel.steps import NextBatch, Pause, Subscribe, Unsubscribe
 
     def on(table: str, key: int) -> Insert:

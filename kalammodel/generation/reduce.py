@@ -18,12 +18,15 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from .errors import Divergence
-from .steps import Flush, StartFlush, Step
+from ..errors import Divergence
+from ..steps import Flush, StartFlush, Step
+
+if TYPE_CHECKING:
+    from ..runner import RunResult
 
 __all__ = ["Reduction", "reduce_steps", "simplifications", "table_slice"]
 
@@ -120,8 +123,90 @@ def _waited(step: Step) -> Flush:
     return Flush(step.actor, step.table, step.as_user)  # type: ignore[attr-defined]
 
 
+class _Reducer:
+    """The replay budget and memo of one reduction, and its passes over the program."""
+
+    def __init__(
+        self,
+        replay: Callable[[Sequence[Step]], RunResult],
+        invariant: str,
+        max_replays: int,
+        max_seconds: float,
+    ):
+        self.replay = replay
+        self.invariant = invariant
+        self.max_replays = max_replays
+        self.max_seconds = max_seconds
+        self.started = time.monotonic()
+        self.replays = 0
+        self.tried: set[tuple[Step, ...]] = set()
+
+    def budget_left(self) -> bool:
+        return self.replays < self.max_replays and time.monotonic() - self.started < self.max_seconds
+
+    def seconds(self) -> float:
+        return time.monotonic() - self.started
+
+    def attempt(self, candidate: list[Step], memo: bool = True) -> tuple[list[Step], Divergence] | None:
+        seen = False
+        if memo:
+            try:
+                seen = tuple(candidate) in self.tried
+                self.tried.add(tuple(candidate))
+            except TypeError:  # a step holding an unhashable value: no memo
+                pass
+        if seen:
+            return None  # replayed before without the divergence (or it would be the current best)
+        self.replays += 1
+        result = self.replay(candidate)
+        div = getattr(result, "divergence", None)
+        if div is None or div.invariant != self.invariant:
+            return None
+        # Steps after the diverging one never ran: the program ends there.
+        run = getattr(result, "steps_run", len(candidate)) or len(candidate)
+        return list(candidate[:run]), div
+
+    def delete_chunks(self, best: list[Step], best_div: Divergence, first_pass: bool) -> _Best:
+        """Leave out chunks of steps, from the end: halves, quarters, ... on the first pass; later passes only
+        retry single steps (a failure found by a long program usually needs a handful of its steps: the big
+        cuts succeed or fail on the first pass, and each replay of a program with a pause costs a STREAM TTL)."""
+        changed = False
+        chunk = max(1, len(best) // 2) if first_pass else 1
+        while chunk >= 1 and self.budget_left():
+            i = len(best) - chunk
+            while i >= 0 and self.budget_left():
+                candidate = best[:i] + best[i + chunk :]
+                found = self.attempt(candidate) if candidate else None
+                if found is not None:
+                    best, best_div = found
+                    changed = True
+                    i = min(i, len(best)) - chunk
+                else:
+                    i -= chunk
+            chunk //= 2
+        return best, best_div, changed
+
+    def simplify(self, best: list[Step], best_div: Divergence) -> _Best:
+        """Replace each step by the first of its :func:`simplifications` that still diverges."""
+        changed = False
+        for index in range(len(best)):
+            if not self.budget_left() or index >= len(best):
+                break
+            for simpler in simplifications(best[index]):
+                found = self.attempt(best[:index] + [simpler] + best[index + 1 :])
+                if found is not None:
+                    best, best_div = found
+                    changed = True
+                    break
+        return best, best_div, changed
+
+
+#: a reduction pass's outcome: the best program, its divergence, whether the pass changed it
+_Best = tuple[list[Step], Divergence, bool]
+
+
 def reduce_steps(
-    replay: Callable[[Sequence[Step]], Any],
+    replay: Callable[[Sequence[Step]], RunResult],
     steps: Sequence[Step],
     divergence: Divergence,
     *,
@@ -134,82 +219,31 @@ def reduce_steps(
     (``Runner.run_steps``). Stops early after ``max_replays`` replays or ``max_seconds``; whatever was reduced
     by then is kept.
     """
-    started = time.monotonic()
-    replays = 0
-    invariant = divergence.invariant
-
-    def budget_left() -> bool:
-        return replays < max_replays and time.monotonic() - started < max_seconds
-
-    tried: set[tuple[Step, ...]] = set()
-
-    def attempt(candidate: list[Step], memo: bool = True) -> tuple[list[Step], Divergence] | None:
-        nonlocal replays
-        seen = False
-        if memo:
-            try:
-                seen = tuple(candidate) in tried
-                tried.add(tuple(candidate))
-            except TypeError:  # a step holding an unhashable value: no memo
-                pass
-        if seen:
-            return None  # replayed before without the divergence (or it would be the current best)
-        replays += 1
-        result = replay(candidate)
-        div = getattr(result, "divergence", None)
-        if div is None or div.invariant != invariant:
-            return None
-        # Steps after the diverging one never ran: the program ends there.
-        run = getattr(result, "steps_run", len(candidate)) or len(candidate)
-        return list(candidate[:run]), div
-
-    first = attempt(list(steps))
+    r = _Reducer(replay, divergence.invariant, max_replays, max_seconds)
+    first = r.attempt(list(steps))
     if first is None:
-        return Reduction(list(steps), divergence, replays, time.monotonic() - started, reproduced=False)
+        return Reduction(list(steps), divergence, r.replays, r.seconds(), reproduced=False)
     best, best_div = first
     # A failure that needs a flush to be still running is timing-dependent and may not replay; if the failure
     # also shows with every flush waited for, keep that deterministic program.
     if any(type(s) is StartFlush for s in best):
-        found = attempt([_waited(s) if type(s) is StartFlush else s for s in best])
+        found = r.attempt([_waited(s) if type(s) is StartFlush else s for s in best])
         if found is not None:
             best, best_div = found
 
     # One replay that keeps only the steps on the failure's tables (most long programs touch three tables).
     sliced = table_slice(best, best_div)
     if sliced is not None:
-        found = attempt(sliced)
+        found = r.attempt(sliced)
         if found is not None:
             best, best_div = found
 
     changed = True
     first_pass = True
-    while changed and budget_left():
-        changed = False
-        # Halves, quarters, ... on the first pass; later passes only retry single steps and simplifications
-        # (a failure found by a long program usually needs a handful of its steps: the big cuts succeed or
-        # fail on the first pass, and each replay of a program with a pause costs a STREAM TTL).
-        chunk = max(1, len(best) // 2) if first_pass else 1
+    while changed and r.budget_left():
+        best, best_div, deleted = r.delete_chunks(best, best_div, first_pass)
         first_pass = False
-        while chunk >= 1 and budget_left():
-            i = len(best) - chunk
-            while i >= 0 and budget_left():
-                candidate = best[:i] + best[i + chunk :]
-                found = attempt(candidate) if candidate else None
-                if found is not None:
-                    best, best_div = found
-                    changed = True
-                    i = min(i, len(best)) - chunk
-                else:
-                    i -= chunk
-            chunk //= 2
-        for index in range(len(best)):
-            if not budget_left() or index >= len(best):
-                break
-            for simpler in simplifications(best[index]):
-                found = attempt(best[:index] + [simpler] + best[index + 1 :])
-                if found is not None:
-                    best, best_div = found
-                    changed = True
-                    break
-    confirmed = attempt(best, memo=False) is not None if replays < max_replays else None
-    return Reduction(best, best_div, replays, time.monotonic() - started, confirmed=confirmed)
+        best, best_div, simplified = r.simplify(best, best_div)
+        changed = deleted or simplified
+    confirmed = r.attempt(best, memo=False) is not None if r.replays < max_replays else None
+    return Reduction(best, best_div, r.replays, r.seconds(), confirmed=confirmed)

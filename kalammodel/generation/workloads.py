@@ -54,7 +54,8 @@ from typing import Any
 
 import attrs
 
-from kalammodel.errors import UsageError
+from ..errors import UsageError
+from .operations import DEFAULT_WEIGHTS, OPERATIONS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -100,31 +101,6 @@ COLUMN_TYPES: tuple[str, ...] = (
     "uuid",
     "decimal",
     "bytes",
-)
-OPERATIONS: tuple[str, ...] = (
-    "insert",
-    "insert_duplicate",
-    "update_pk",
-    "update_pred",
-    "delete_pk",
-    "delete_pred",
-    "reinsert_deleted",
-    "select",
-    "count",
-    "select_deleted",
-    "flush",
-    "flush_while_active",
-    "alter_add",
-    "alter_drop",
-    "rbac_probe",
-    "stream_insert",
-    "stream_select",
-    "pause",
-    "subscribe",
-    "next_batch",
-    "unsubscribe",
-    "resubscribe_from_seq",
-    "restart",
 )
 
 _IDENT = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -268,12 +244,7 @@ DEFAULTS: dict[str, Any] = {
     },
     "column_types": {"bigint": 3, "int": 2, "text": 3, "boolean": 1, "double": 1, "timestamp": 1, "json": 1},
     "actors": {"root": "system", "dba": "dba", "svc": "service", "user1": "user", "user2": "user"},
-    "operations": {
-        "insert": 10, "insert_duplicate": 1, "update_pk": 4, "update_pred": 2, "delete_pk": 3, "delete_pred": 1,
-        "reinsert_deleted": 2, "select": 5, "count": 2, "select_deleted": 1, "flush": 2, "flush_while_active": 1,
-        "alter_add": 1, "alter_drop": 1, "rbac_probe": 2, "stream_insert": 3, "stream_select": 2, "pause": 1,
-        "subscribe": 2, "next_batch": 2, "unsubscribe": 1, "resubscribe_from_seq": 1, "restart": 1,
-    },
+    "operations": dict(DEFAULT_WEIGHTS),  # one default weight per operation record (operations.py)
     "batches": {"insert_rows": {"min": 1, "max": 4}, "live_batch_size": {"min": 1, "max": 20}},
     "stream": {"ttl_seconds": {"min": 2, "max": 30}},
     "schemas": [],
@@ -515,7 +486,7 @@ def workload_from_dict(data: Mapping[str, Any], name: str = "inline", source: st
 
 def models_dir() -> Path:
     """The ``models/`` directory shipped beside the package (a source checkout or editable install)."""
-    return Path(__file__).resolve().parent.parent / "models"
+    return Path(__file__).resolve().parents[2] / "models"
 
 
 def list_workloads(directory: Path | None = None) -> list[str]:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from hypothesis import strategies as st
 
-from .model import (
+from ..model import (
     AccessLevel,
     And,
     Between,
@@ -35,11 +35,16 @@ from .model import (
     portable,
 )
 
+if TYPE_CHECKING:
+    from .workloads import Workload
+
 __all__ = [
     "PK_TYPES",
+    "SYNTHETIC_USERS",
     "column_type_strategy",
     "columns_strategy",
     "favour_absent",
+    "live_predicates",
     "pk_values",
     "predicates",
     "row_values",
@@ -50,11 +55,16 @@ __all__ = [
 
 PK_TYPES = (ColumnType.BIGINT, ColumnType.INT, ColumnType.TEXT)
 
+#: Synthetic user ids reached only through EXECUTE AS USER (they need no CREATE USER, PROTOCOL §6.3).
+SYNTHETIC_USERS = ("syn_a", "syn_b")
+
 _TS_BASE = 1_700_000_000_000_000  # 2023-11-14 in µs
 _TEXT_ALPHABET = "abcAB _%'"
 
 
-def favour_absent(weights: Sequence[tuple[str, float]], present: Any, factor: float = 4) -> list[tuple[str, float]]:
+def favour_absent(
+    weights: Sequence[tuple[str, float]], present: Iterable[object], factor: float = 4
+) -> list[tuple[str, float]]:
     """``weights`` with every name not in ``present`` (compared upper-case) weighing ``factor`` times more.
 
     For the kinds and access levels of an example's tables: the first table follows the workload's weights,
@@ -147,7 +157,11 @@ def columns_strategy(
 
 @st.composite
 def table_spec(
-    draw: st.DrawFn, workload: Any, name: str, kind: TableKind, present_levels: frozenset[str] = frozenset()
+    draw: st.DrawFn,
+    workload: Workload,
+    name: str,
+    kind: TableKind,
+    present_levels: frozenset[str] = frozenset(),
 ) -> TableSpec:
     """A table of ``kind`` with a generated schema drawn from the workload's column weights.
 
@@ -272,4 +286,66 @@ def _predicates(columns: tuple[Column, ...], max_depth: int) -> st.SearchStrateg
             inner.map(Not),
         ),
         max_leaves=max(1, 2**max_depth),
+    )
+
+
+_LIVE_NUMERIC = (ColumnType.BIGINT, ColumnType.INT, ColumnType.SMALLINT, ColumnType.DOUBLE)
+
+
+def live_predicates(columns: Sequence[Column]) -> st.SearchStrategy[Predicate]:
+    """Live filters in the subset where KalamDB's live evaluator and SQL agree (docs/invariants.md):
+    ``= != < <= > >=`` on NOT NULL numbers, ``= !=`` on NOT NULL TEXT/BOOLEAN, LIKE on NOT NULL TEXT.
+
+    Cached per column tuple, like :func:`predicates` (building a recursive strategy
+    costs more than drawing from it)."""
+    return _live_predicates(tuple(columns))
+
+
+@functools.lru_cache(maxsize=256)
+def _live_predicates(columns: tuple[Column, ...]) -> st.SearchStrategy[Predicate]:
+    numeric = [c for c in columns if c.type in _LIVE_NUMERIC]
+    equality = [c for c in columns if c.type in (ColumnType.TEXT, ColumnType.BOOLEAN)]
+    texts = [c for c in columns if c.type is ColumnType.TEXT]
+    leaves: list[st.SearchStrategy[Predicate]] = []
+    if numeric:
+        leaves.append(
+            st.sampled_from(numeric).flatmap(
+                lambda c: st.builds(
+                    Cmp,
+                    st.just(c.name),
+                    st.just(c.type),
+                    st.sampled_from(["=", "!=", "<", "<=", ">", ">="]),
+                    values(c.type, pk=c.primary_key),
+                )
+            )
+        )
+    if equality:
+        leaves.append(
+            st.sampled_from(equality).flatmap(
+                lambda c: st.builds(
+                    Cmp,
+                    st.just(c.name),
+                    st.just(c.type),
+                    st.sampled_from(["=", "!="]),
+                    values(c.type, pk=c.primary_key),
+                )
+            )
+        )
+    if texts:
+        leaves.append(
+            st.builds(
+                Like,
+                st.sampled_from([c.name for c in texts]),
+                st.text(alphabet="ab%_", min_size=1, max_size=3),
+            )
+        )
+    if not leaves:
+        raise ValueError("no NOT NULL column can carry a live filter")
+    leaf = st.one_of(leaves)
+    return st.recursive(
+        leaf,
+        lambda inner: st.one_of(
+            st.tuples(inner, inner).map(And), st.tuples(inner, inner).map(Or), inner.map(Not)
+        ),
+        max_leaves=3,
     )

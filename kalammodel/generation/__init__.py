@@ -1,0 +1,66 @@
+"""Generation: how a program is drawn and run under Hypothesis (docs/ARCHITECTURE.md, "Generation").
+
+- :mod:`.operations`: one record per operation (name, draw function, weight, precondition, flags);
+- :mod:`.machine`: the Hypothesis state machine (one rule: draw an operation, draw its step, run it);
+- :mod:`.driver`: :func:`run_machine` (budget rounds, exception groups, gc, pinned constants, reduction);
+- :mod:`.strategies`: values, schemas, predicates, rows; :mod:`.workloads`: ``models/*.toml``;
+- :mod:`.reduce`: the step-level reducer.
+"""
+
+from __future__ import annotations
+
+from .driver import (
+    BUDGET_ROUND,
+    GC_THRESHOLDS,
+    SHRINK_MODES,
+    pinned_constants,
+    reduce_failure,
+    run_machine,
+    tuned_gc,
+)
+from .machine import Failure, KalamStateMachine, StepHook, machine_for
+from .operations import OPERATIONS, REGISTRY, Operation
+from .reduce import Reduction, reduce_steps, simplifications, table_slice
+from .strategies import favour_absent
+from .workloads import (
+    DEFAULTS,
+    IntRange,
+    Weights,
+    Workload,
+    list_workloads,
+    load_workload,
+    models_dir,
+    resolve_workload_path,
+    workload_from_dict,
+)
+
+__all__ = [
+    "BUDGET_ROUND",
+    "DEFAULTS",
+    "GC_THRESHOLDS",
+    "OPERATIONS",
+    "REGISTRY",
+    "SHRINK_MODES",
+    "Failure",
+    "IntRange",
+    "KalamStateMachine",
+    "Operation",
+    "Reduction",
+    "StepHook",
+    "Weights",
+    "Workload",
+    "favour_absent",
+    "list_workloads",
+    "load_workload",
+    "machine_for",
+    "models_dir",
+    "pinned_constants",
+    "reduce_failure",
+    "reduce_steps",
+    "resolve_workload_path",
+    "run_machine",
+    "simplifications",
+    "table_slice",
+    "tuned_gc",
+    "workload_from_dict",
+]
