@@ -729,3 +729,19 @@ def test_the_facade_exports_a_sorted_complete_all():
     """kalammodel.verdicts' __all__ is sorted and every name in it resolves."""
     assert verdicts.__all__ == sorted(verdicts.__all__)
     assert all(hasattr(verdicts, name) for name in verdicts.__all__)
+
+
+def test_a_refused_key_that_another_user_deleted_is_not_finding_2():
+    """Finding 2 needs the key written and deleted in the writer's own scope: user1's refused INSERT of an id
+    that only user2 wrote and deleted after a flush is another bug; after user1's own it is finding 2."""
+    again = insert(((1, "new"),))
+    for owner, number in (("user2", None), ("user1", 2)):
+        steps: list[Step] = [
+            create(),
+            insert(((1, "a"),), actor=owner),
+            Flush("dba", "t0"),
+            Delete.by_pk(owner, "t0", "id", BI, 1),
+            again,
+        ]
+        found = match(div("isolation", problem(again, steps[:-1], REFUSED), steps), steps)
+        assert (found and found.number) == number, owner

@@ -154,6 +154,12 @@ class Focus:
         """Whether the step in question works on the focus table."""
         return self.program.table_of(self.step) == self.table
 
+    def scope(self, step: Step) -> str | None:
+        """Whose rows of the focus table ``step`` touches: its EXECUTE AS user or its actor (None: SHARED)."""
+        if self.program.kind(self.table, self.index) is TableKind.SHARED:
+            return None
+        return step.as_user if step.as_user is not None else step.actor
+
     def before(self) -> Iterator[tuple[int, Step]]:
         """The steps on the table before the step in question."""
         return self.program.on(self.table, 0, self.index)
@@ -286,15 +292,18 @@ def flushed_after_delete(focus: Focus) -> bool:
 
 @_trigger
 def reinserts_deleted_key(focus: Focus) -> bool:
-    """The step is an INSERT of a primary key that an earlier DELETE of the table may have deleted (it was
-    written before that DELETE, which names it or deletes by another predicate)."""
+    """The step is an INSERT of a primary key that an earlier DELETE in the same scope may have deleted (the
+    key was written in that scope before the DELETE, which names it or deletes by another predicate)."""
     step = focus.step
     pk = focus.program.primary_key(focus.table, focus.index)
     if step.kind != "insert" or not focus.on_table or pk is None:
         return False
+    scope = focus.scope(step)
     wanted = _inserted_keys(step, pk)
     written: list[Any] = []
     for _, earlier in focus.before():
+        if focus.scope(earlier) != scope:
+            continue
         if earlier.kind in _INSERTS:
             written.extend(_inserted_keys(earlier, pk))
         elif earlier.kind == "delete":
