@@ -255,13 +255,13 @@ def run_machine_part(
     workload = load_workload("default", search_dirs=(REPO / "models",))
     extensions: list[Any] = []
     try:  # restart steps of the default workload kill and restart the server, as in the stateful test
-        from kalammodel.durability import RestartExtension
+        from kalammodel.checks.restart import RestartExtension
 
         extensions.append(RestartExtension.factory)
     except ImportError:
         pass
     if live:  # as tests/test_stateful.py runs it; WebSocket traffic is not replayed by the bare loop
-        from kalammodel.live import live_extension
+        from kalammodel.checks.live import live_extension
 
         extensions.append(live_extension)
     runner = RecordingRunner(target, pool, extensions=extensions)

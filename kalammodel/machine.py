@@ -32,7 +32,7 @@ from hypothesis.stateful import (
     rule,
 )
 
-from .durability import can_restart
+from .checks.restart import can_restart
 from .errors import Divergence
 from .model import And, Cmp, Column, ColumnType, Like, Not, Or, Role, TableKind
 from .steps import (
