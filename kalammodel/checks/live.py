@@ -77,7 +77,9 @@ class LiveExtension(Extension):
         self.handles: dict[str, Subscription] = {}
         self.retired: list[tuple[LiveConnection, int]] = []  # unsubscribed connections and the seq floor
         self._watermark: int | None = None
-        self._recent: list[tuple[str, LiveChange]] = []  # changes of the last steps in every scope (cross-user attribution)
+        self._recent: list[
+            tuple[str, LiveChange]
+        ] = []  # changes of the last steps in every scope (cross-user attribution)
         #: what was checked: subscriptions, batches, changes, quiet windows, SQL cross-checks
         self.stats: Counter[str] = Counter()
 
@@ -98,7 +100,9 @@ class LiveExtension(Extension):
             self._record(session, step, started)
             self._collect(session, step)
             return True
-        if isinstance(step, Restart):  # the server goes down: close first, the subscriptions count as disconnected
+        if isinstance(
+            step, Restart
+        ):  # the server goes down: close first, the subscriptions count as disconnected
             self._drain_all(session, step)
             self._lost_all()
         self._watermark = self.live.begin_step(session.model)
@@ -303,7 +307,11 @@ class LiveExtension(Extension):
             )
         if msg.decode_error is not None:
             raise self._div(
-                session, sub, step, f"batch cells do not match the ack schema: {msg.decode_error}", actual=msg.raw
+                session,
+                sub,
+                step,
+                f"batch cells do not match the ack schema: {msg.decode_error}",
+                actual=msg.raw,
             )
         if ack is not None and ack.batch_control != msg.batch_control:
             raise self._div(
@@ -346,7 +354,10 @@ class LiveExtension(Extension):
         def without(row: Mapping[str, Any]) -> dict[str, Any]:
             return {k: v for k, v in row.items() if k not in readded}
 
-        own = [without(o) for o in model.visible_rows(sub.table, sub.owner) + model.maybe_rows(sub.table, sub.owner)]
+        own = [
+            without(o)
+            for o in model.visible_rows(sub.table, sub.owner) + model.maybe_rows(sub.table, sub.owner)
+        ]
         return all(any(_same_values(without(r), o) for o in own) for r in rows)
 
     @staticmethod
@@ -468,7 +479,11 @@ class LiveExtension(Extension):
             raise self._div(session, sub, step, f"unexpected {msg.type} message: {msg.raw}", actual=msg.raw)
         if msg.decode_error is not None:
             raise self._div(
-                session, sub, step, f"change cells do not match the ack schema: {msg.decode_error}", actual=msg.raw
+                session,
+                sub,
+                step,
+                f"change cells do not match the ack schema: {msg.decode_error}",
+                actual=msg.raw,
             )
         if sub.status == "loading":
             raise self._div(
@@ -580,7 +595,9 @@ class LiveExtension(Extension):
             version = newest.get(key)
             newest_row = None if version is None else model._row(table, version.values, version.deleted)
             left_filter = (
-                newest_row is not None and sub.where is not None and sub.where.evaluate(newest_row) is not True
+                newest_row is not None
+                and sub.where is not None
+                and sub.where.evaluate(newest_row) is not True
             )
             if not left_filter:
                 raise self._div(
@@ -618,7 +635,9 @@ class LiveExtension(Extension):
             )
         )
 
-    def _sql_agrees_with_model(self, session: Session, sub: LiveSub, cols: list[str], result: QueryResult) -> None:
+    def _sql_agrees_with_model(
+        self, session: Session, sub: LiveSub, cols: list[str], result: QueryResult
+    ) -> None:
         """The SQL read that the subscription is cross-checked with must itself agree with the model; if it
         does not, the read path is at fault (e.g. it leaks another user's rows), not the subscription, and the
         divergence is attributed as the runner attributes a wrong SELECT."""

@@ -59,8 +59,11 @@ class Check(Generic[P]):
 
     def __call__(self, site: Site, *args: P.args, **kwargs: P.kwargs) -> None:
         finding = self.run(*args, **kwargs)
-        if finding is not None:
-            raise self.divergence(site, finding)
+        if finding is None:
+            return
+        if finding.based_on is not None:
+            raise self.divergence(site, finding) from finding.based_on
+        raise self.divergence(site, finding)
 
     def divergence(self, site: Site, finding: Finding) -> Divergence:
         """The divergence of ``finding``, with this check's invariant, placed at ``site``."""

@@ -34,7 +34,9 @@ class StepRole(enum.Enum):
     DELETE = "delete"  #: a soft DELETE
     PROBE = "probe"  #: an RBAC probe: a statement whose answer is a role's permission
     NAMES_DROPPED_COLUMN = "names_dropped_column"  #: a statement naming a dropped column (must fail)
-    OTHER = "other"  #: everything else (reads, DDL, flushes, STREAM writes, actions, live steps, unknown kinds)
+    OTHER = (
+        "other"  #: everything else (reads, DDL, flushes, STREAM writes, actions, live steps, unknown kinds)
+    )
 
 
 #: the role of each step kind (``Step.kind``) with one; any other kind is :attr:`StepRole.OTHER`
@@ -95,7 +97,9 @@ class Facts:
     # ---- the answer
     same_keys: bool = False  #: a read returned exactly the expected primary keys (values aside)
     refused_as_duplicate: bool = False  #: the server's error says "duplicate key" / "already exists"
-    reinserts_deleted_key: bool = False  #: an INSERT of a key whose previous version in the scope is a tombstone
+    reinserts_deleted_key: bool = (
+        False  #: an INSERT of a key whose previous version in the scope is a tombstone
+    )
     key_held_by_another_owner: bool = False  #: an INSERT of a key another owner's scope holds
     misses_only_impersonated_rows: bool = False  #: a STREAM read short of rows EXECUTE AS inserts wrote only
     rows_of_other_owners: bool = False  #: an unexpected row equals, column for column, another owner's row
@@ -103,7 +107,9 @@ class Facts:
     returns_own_expired_rows: bool = False  #: an unexpected STREAM row of the reader's own, past its TTL
     duplicate_key_in_result: bool = False  #: a primary key twice in a result the model has it once in
     extra_keys_of_other_owners: bool = False  #: (USER/STREAM) an unexpected key another scope holds
-    extra_keys_deleted: bool = False  #: an unexpected key is deleted (USER/STREAM: in some scope; SHARED: all)
+    extra_keys_deleted: bool = (
+        False  #: an unexpected key is deleted (USER/STREAM: in some scope; SHARED: all)
+    )
     only_readded_columns_differ: bool = False  #: every row came back; differences only in re-added columns
 
     @property
@@ -121,7 +127,11 @@ def attribute(facts: Facts) -> Invariant:
     verdict = _attribute_partition(facts)
     if verdict is not None:
         return verdict
-    if facts.expecting in (Expecting.ROWS, Expecting.COUNT) and facts.outcome_ok and facts.table_kind is not None:
+    if (
+        facts.expecting in (Expecting.ROWS, Expecting.COUNT)
+        and facts.outcome_ok
+        and facts.table_kind is not None
+    ):
         verdict = _attribute_rows(facts)
         if verdict is not None:
             return verdict

@@ -195,11 +195,15 @@ def _key_held_by_another_owner(model: Model, table: str, step: Step, owner: str 
     """Whether a key ``step`` inserts lives, by the model, in another owner's scope of ``table``."""
     keys = {pk_key(k) for k in written_keys(step, model.primary_key(table))}
     return any(
-        keys & {pk_key(k) for k in model.known_pks(table, other)} for other in model.scopes(table) if other != owner
+        keys & {pk_key(k) for k in model.known_pks(table, other)}
+        for other in model.scopes(table)
+        if other != owner
     )
 
 
-def _inserts_a_deleted_key(model: Model, table: str, state: TableState, step: Step, owner: str | None) -> bool:
+def _inserts_a_deleted_key(
+    model: Model, table: str, state: TableState, step: Step, owner: str | None
+) -> bool:
     """Whether ``step`` (an INSERT the model accepted, so applied: each key's newest version is the step's)
     inserted a key whose version before it, in the writer's own scope, is a tombstone."""
     scope = None if state.kind is TableKind.SHARED else owner
@@ -258,7 +262,8 @@ def _returns_own_expired_rows(
         return False
     key = row_key(expectation)
     expired = {
-        key(as_result_row(expectation.columns, r)) for r in model.stream_rows_ever(table, owner, expired_only=True)
+        key(as_result_row(expectation.columns, r))
+        for r in model.stream_rows_ever(table, owner, expired_only=True)
     }
     return any(key(row) in expired for row in extra)
 
@@ -292,7 +297,9 @@ def _only_readded_columns_differ(
         if have is None:
             return False
         if key(want) != key(have):
-            differing |= {c for i, c in enumerate(cols) if c not in expectation.unchecked and want[i] != have[i]}
+            differing |= {
+                c for i, c in enumerate(cols) if c not in expectation.unchecked and want[i] != have[i]
+            }
     return bool(differing) and differing <= readded
 
 

@@ -91,7 +91,9 @@ def check_scope(session: Session, table: str, owner: str | None) -> None:
     state = model.tables[table]
     pk = model.primary_key(table)
     expected = model.expect_full_read(table, owner)
-    request = reader_request(session, state.kind, owner, f"SELECT * FROM {session.ns}.{table} ORDER BY {pk or '_seq'}")
+    request = reader_request(
+        session, state.kind, owner, f"SELECT * FROM {session.ns}.{table} ORDER BY {pk or '_seq'}"
+    )
     client = session.pool.client(request.actor)
     started = time.perf_counter()
     wire_as = session.wire_user(request.as_user)
@@ -114,11 +116,15 @@ def check_scope(session: Session, table: str, owner: str | None) -> None:
         try:
             outcome = session.answered(request, started, answer, decode, "full read failed")
         except Divergence as div:  # the paged read and COUNT(*) disagree
-            placed = div.evolve(step_index=session.step_index, step=session.current_step(), namespace=session.ns)
+            placed = div.evolve(
+                step_index=session.step_index, step=session.current_step(), namespace=session.ns
+            )
             if div.invariant is Invariant.READ_ALL_COMPLETE:
                 invariant = incomplete_read_invariant(state.flush.running_job is not None)
                 if invariant is not Invariant.READ_ALL_COMPLETE:  # the flush's, not a paging bug
-                    placed = placed.evolve(invariant=invariant, message=f"while a flush of {table} runs: {div.message}")
+                    placed = placed.evolve(
+                        invariant=invariant, message=f"while a flush of {table} runs: {div.message}"
+                    )
             raise placed from None
         problem = compare_outcome(expected, outcome)
         if problem is not None:

@@ -228,7 +228,9 @@ class Session:
         requests = list(step.requests(self.ns))
         # The step's first request goes out before the model predicts its outcome: the server works while the
         # model does (a step that sends requests has no runner action, steps.py).
-        first = self.send_ahead(requests[0], idempotent=False) if requests and self.runner.send_ahead else None
+        first = (
+            self.send_ahead(requests[0], idempotent=False) if requests and self.runner.send_ahead else None
+        )
         try:
             expectations = step.apply(self.model)
         except BaseException:
@@ -522,7 +524,9 @@ class Session:
             # every scope is compared again, not only the ALTERing identity's.
             self._mark_all_scopes(table)
             return
-        owner = None if state.kind is TableKind.SHARED else self.model.effective_user(step.actor, step.as_user)
+        owner = (
+            None if state.kind is TableKind.SHARED else self.model.effective_user(step.actor, step.as_user)
+        )
         self._dirty.add((table, owner))
 
     def _check_scope(self, table: str, owner: str | None) -> None:
@@ -568,6 +572,7 @@ class Session:
     ) -> Invariant:
         """The invariant of a disagreement: the facts gathered from the model, then :func:`attribute`."""
         source = FactSource(self.model, self._flushed_tables, self.steps)
-        facts = gather_facts(source, step, expectation, outcome, full=full, owner=owner, read_table=read_table)
+        facts = gather_facts(
+            source, step, expectation, outcome, full=full, owner=owner, read_table=read_table
+        )
         return attribute(facts)
-
