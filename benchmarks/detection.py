@@ -3,7 +3,7 @@
 Run: python benchmarks/detection.py [--seeds 5] [--fault NAME ...] [--max-examples 100] [--verbose]
 
 For each fault of the catalogue (tests/detection/_faultbook.py; the live-query ones only once
-``kalammodel.live`` exists) and each seed 0..N-1, one embedded server with that fault runs the default
+``kalammodel.checks.live`` exists) and each seed 0..N-1, one embedded server with that fault runs the default
 workload through ``run_machine`` until the first divergence, then the step reducer minimises it (``shrink="steps"``;
 see docs/shrunk-cases.md). Reported per fault:
 seeds that found it, the invariant named, median/max time to the first failure, median time spent shrinking,

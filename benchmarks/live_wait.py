@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from kalammodel.live import live_extension
+from kalammodel.checks.live import live_extension
 from kalammodel.model import Cmp, Column, ColumnType, TableSpec
 from kalammodel.runner import Runner
 from kalammodel.steps import CreateTable, Insert, Step, Subscribe, Update

@@ -6,7 +6,7 @@ Spawns the embedded server (``EmbeddedTarget``: ``python -m kalammodel.server`` 
 temporary data dir), logs the default workload's identities in, and measures in one run:
 
 1. **Machine vs bare loop.** The Hypothesis state machine runs the default workload (derandomized,
-   ``--examples`` examples of ``--steps`` steps; restart steps through ``kalammodel.durability``; ``--live``
+   ``--examples`` examples of ``--steps`` steps; restart steps through ``kalammodel.checks.restart``; ``--live``
    adds the live-query extension). Every ``POST /v1/api/sql`` the runner sends (the steps' own SQL,
    read-backs, full scope reads, flush-job polls, namespace setup and teardown) is recorded with the identity
    that sent it. A bare loop then replays exactly those request bodies with plain ``httpx`` (one keep-alive
@@ -254,13 +254,13 @@ def run_machine_part(
     workload = load_workload("default", search_dirs=(REPO / "models",))
     extensions: list[Any] = []
     try:  # restart steps of the default workload kill and restart the server, as in the stateful test
-        from kalammodel.durability import RestartExtension
+        from kalammodel.checks.restart import RestartExtension
 
         extensions.append(RestartExtension.factory)
     except ImportError:
         pass
     if live:  # as tests/test_stateful.py runs it; WebSocket traffic is not replayed by the bare loop
-        from kalammodel.live import live_extension
+        from kalammodel.checks.live import live_extension
 
         extensions.append(live_extension)
     runner = RecordingRunner(target, pool, extensions=extensions)

@@ -162,7 +162,7 @@ class _LazyRunner:
         identities = {**DEFAULT_IDENTITIES, **self._actors}
         self._pool = ActorPool.for_target(self._target, identities)
         self._pool.client("root")
-        from kalammodel.live import live_extension
+        from kalammodel.checks.live import live_extension
         from kalammodel.runner import Runner
 
         self._runner = Runner(self._target, self._pool, extensions=[live_extension])

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from _support import SilentPool, embedded_server
 
+from kalammodel.checks.live import live_extension
 from kalammodel.client import Pending
 from kalammodel.errors import Divergence
-from kalammodel.live import live_extension
 from kalammodel.model import Cmp, Column, ColumnType, ExpectOk, Model, Outcome, TableSpec
 from kalammodel.runner import Runner
 from kalammodel.steps import (

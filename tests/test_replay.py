@@ -60,7 +60,7 @@ def _replay(path: Path, target: Any, pool: Any) -> None:
         problem = None
     if problem is not None:
         pytest.fail(problem, pytrace=False)
-    from kalammodel.live import live_extension
+    from kalammodel.checks.live import live_extension
     from kalammodel.runner import Runner
 
     outcome = replay_case(case, Runner(target, pool, extensions=[live_extension]))

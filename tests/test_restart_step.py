@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from kalammodel.durability import can_restart
+from kalammodel.checks.restart import can_restart
 from kalammodel.model import Column, ColumnType, TableSpec
 from kalammodel.runner import Runner
 from kalammodel.steps import (

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from kalammodel.checks.live import live_extension
 from kalammodel.corpus import format_failure, save_case
 from kalammodel.generation import run_machine
-from kalammodel.live import live_extension
 from kalammodel.plugin import report_line, time_budget
 from kalammodel.runner import Runner
 

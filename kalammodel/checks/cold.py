@@ -6,7 +6,10 @@ A *scope* is one flush directory: ``<base>/<namespace>/<table>`` for SHARED tabl
 
 ``read_cold_scope`` gives a ``ColdScope`` record (manifest segments, and per Parquet file its path, size, row count,
 ``_seq`` range and rows). ``check_cold_scope(scope, expected)`` compares it with what the model knows and returns
-``Problem`` records; ``find_stray_files`` finds cold files outside the directories a storage may use.
+``Problem`` records (``kalammodel.checks.routing`` finds cold files outside the directories a storage may use).
+
+In a session, :func:`read_cold` reads a scope's files as the step ends and returns the call that compares them
+with the model later; :data:`cold_files` is the registered check (``cold_files``).
 
 ``expected`` is plain data, so that the model can build it without knowing this module::
 
@@ -26,16 +29,24 @@ from __future__ import annotations
 
 import collections
 import decimal
+import functools
 import json
 import math
-import os
 import re
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
+
+from ..errors import Invariant
+from ..model import TableKind
+from .registry import Finding, check
+
+if TYPE_CHECKING:
+    from ..runner import Session
+    from .routing import ColdListing
 
 __all__ = [
     "COLD_FILE",
@@ -44,7 +55,8 @@ __all__ = [
     "Problem",
     "Segment",
     "check_cold_scope",
-    "find_stray_files",
+    "cold_files",
+    "read_cold",
     "read_cold_scope",
     "scope_dir",
 ]
@@ -512,23 +524,88 @@ def check_cold_scope(scope: ColdScope, expected: Mapping[str, Any]) -> list[Prob
     return problems
 
 
-def find_stray_files(root: str | Path, allowed_dirs: Iterable[str | Path]) -> list[Problem]:
-    """Cold files (``batch-*.parquet``, ``manifest.json``) under ``root`` that lie outside every ``allowed_dirs``.
+# ---------------------------------------------------------------------- in a session
 
-    Storage routing: a table's cold files belong under its storage's scope directories and nowhere else.
-    """
-    root = Path(root)
-    allowed = [Path(d).resolve() for d in allowed_dirs]
-    problems: list[Problem] = []
-    if not root.is_dir():
-        return problems
-    for dirpath, _dirnames, filenames in os.walk(root):
-        for name in filenames:
-            if not (COLD_FILE.match(name) or name == "manifest.json"):
-                continue
-            path = (Path(dirpath) / name).resolve()
-            if not any(path.is_relative_to(a) for a in allowed):
-                problems.append(Problem("stray_file", str(path),
-                                        f"cold file outside the table's storage (allowed: "
-                                        f"{', '.join(map(str, allowed)) or 'none'})"))  # fmt: skip
-    return sorted(problems, key=lambda p: p.path or "")
+
+def read_cold(session: Session, table: str, owner: str | None) -> Callable[[], None] | None:
+    """Read the scope's cold files (and list the namespace's) now; the returned call compares them with the
+    model (None: nothing to check). A full read sent ahead reads the disk as the step ends, like its SQL."""
+    from .routing import list_cold_files
+
+    # (getattr: stand-in targets of unit tests, e.g. object(), have no data directory at all)
+    data_dir = getattr(session.runner.target, "data_dir", None)
+    model = session.model
+    state = model.tables[table]
+    if data_dir is None or state.kind is TableKind.STREAM or state.spec.storage_id not in (None, "local"):
+        return None
+    if not session.was_flushed(table):
+        return None
+    if state.flush.running_job is not None or state.auto_flush:
+        # A flush job writes batch-N.parquet, then manifest.json, then deletes hot keys (PROTOCOL §7.3): while
+        # one may be running, the directory is legitimately between those states.
+        return None
+    if model.primary_key(table) is None:
+        return None
+    user_id = None if owner is None else session.wire_user(owner)
+    base = Path(data_dir) / "storage"
+    directory = scope_dir(base, session.ns, table, user_id)
+    scope = read_cold_scope(directory)
+    listing = list_cold_files(base, session.ns, list(model.tables))
+    return functools.partial(_compare_cold, session, table, owner, user_id, directory, scope, listing)
+
+
+def _compare_cold(
+    session: Session,
+    table: str,
+    owner: str | None,
+    user_id: str | None,
+    directory: Path,
+    scope: ColdScope,
+    listing: ColdListing,
+) -> None:
+    from .routing import storage_routing
+
+    cold_files(session, session.ns, table, user_id, directory, scope, expected_cold(session, table, owner))
+    storage_routing(session, listing)
+
+
+def expected_cold(session: Session, table: str, owner: str | None) -> dict[str, Any]:
+    """What the model knows of a scope's cold files, as :func:`check_cold_scope` takes it."""
+    model = session.model
+    state = model.tables[table]
+    pk = model.primary_key(table)
+    assert pk is not None  # checked by read_cold
+    known: list[dict[str, Any]] = []
+    for key in model.known_pks(table, owner) | model.deleted_pks(table, owner):
+        known.extend(model.known_versions(table, owner, key))
+    # Old Parquet files legitimately keep dropped columns (PROTOCOL §9), and a re-added name is a new column:
+    # compare only the current columns whose name was never dropped.
+    dropped = {d.column.name for d in state.dropped}
+    compared = [c for c in model.column_names(table) if c not in dropped]
+    known = [{k: v for k, v in row.items() if k in compared or k == "_deleted"} for row in known]
+    expected: dict[str, Any] = {"primary_key": pk, "known_versions": known, "user_columns": compared}
+    json_cols = [c for c in model.column_names(table) if str(state.column_type(c)).upper().endswith("JSON")]
+    if json_cols:
+        expected["json_columns"] = json_cols
+    newest = model.expected_cold_rows(table, owner)
+    if newest is not None:
+        expected["newest"] = [{k: v for k, v in row.items() if k in compared} for row in newest.values()]
+        expected["expect_files"] = bool(newest) or None
+    return expected
+
+
+@check(Invariant.COLD_FILES)
+def cold_files(
+    ns: str, table: str, user_id: str | None, directory: Path, scope: ColdScope, expected: Mapping[str, Any]
+) -> Finding | None:
+    """After a completed flush, the scope's manifest and Parquet files agree with the model."""
+    problems = check_cold_scope(scope, expected)
+    if not problems:
+        return None
+    return Finding(
+        f"cold files of {ns}.{table}/{user_id or '<shared>'} disagree with the model: "
+        + "; ".join(str(p) for p in problems[:5]),
+        request=f"read {directory}",
+        expected=expected.get("newest"),
+        actual=[str(p) for p in problems],
+    )

@@ -1,6 +1,6 @@
 """Draw functions of the live queries: subscribe, next batch, unsubscribe, resume from a ``_seq`` (records of
 :mod:`kalammodel.generation.operations`), and what they draw from: the live extension's model of the example's
-subscriptions. Subscriptions are run by the live extension (kalammodel.live); without it these operations never
+subscriptions. Subscriptions are run by the live extension (kalammodel.checks.live); without it these operations never
 apply."""
 
 from __future__ import annotations

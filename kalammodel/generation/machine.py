@@ -25,7 +25,7 @@ from hypothesis import event, note
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, multiple, rule
 
-from ..durability import can_restart
+from ..checks.restart import can_restart
 from ..errors import Divergence
 from ..model import Column, Role, TableKind, TableState
 from ..steps import Step
@@ -67,7 +67,7 @@ class KalamStateMachine(RuleBasedStateMachine):
     last_failure: ClassVar[Failure | None] = None
     #: every divergence met, in order (Hypothesis replays each distinct minimal failure last)
     failures: ClassVar[list[Failure]] = []
-    #: extra checks run after each step, e.g. live-query subscriptions (kalammodel.live)
+    #: extra checks run after each step, e.g. live-query subscriptions (kalammodel.checks.live)
     step_hooks: ClassVar[tuple[StepHook, ...]] = ()
 
     tables = Bundle("tables")

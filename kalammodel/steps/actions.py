@@ -37,7 +37,7 @@ class Pause(Step):
 class Restart(Step):
     """Runner action: kill the server (``hard``: SIGKILL) and start it again; nothing acknowledged may be lost.
 
-    Run by ``kalammodel.durability.RestartExtension``; sends no SQL, changes nothing in the model.
+    Run by ``kalammodel.checks.restart.RestartExtension``; sends no SQL, changes nothing in the model.
     """
 
     kind: ClassVar[str] = "restart"

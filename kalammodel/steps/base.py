@@ -30,7 +30,7 @@ class StepFamily(enum.Enum):
     DDL = "ddl"
     #: STORAGE FLUSH TABLE and waiting for its job
     FLUSH = "flush"
-    #: live queries over WebSocket, run by the live extension (kalammodel.live)
+    #: live queries over WebSocket, run by the live extension (kalammodel.checks.live)
     LIVE = "live"
     #: RBAC probes: an identity tries what its role may or may not do
     PROBE = "probe"

@@ -1,6 +1,6 @@
 """Live-query steps (family :attr:`StepFamily.LIVE`, PROTOCOL §10).
 
-Run by the live extension (:mod:`kalammodel.live`), not by ``Session.run``: they send WebSocket messages, not SQL.
+Run by the live extension (:mod:`kalammodel.checks.live`), not by ``Session.run``: they send WebSocket messages, not SQL.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ class _LiveStep(Step):
     def apply(self, model: Model) -> list[Expectation]:
         raise UsageError(
             f"step {self.kind!r} is a live-query step: run it with the live extension "
-            "(Runner(..., extensions=[kalammodel.live.live_extension]))"
+            "(Runner(..., extensions=[kalammodel.checks.live.live_extension]))"
         )
 
 

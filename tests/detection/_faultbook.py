@@ -320,7 +320,7 @@ class _TimedRunner(Runner):
 def runner_extensions() -> dict[str, Any]:
     """Runner keyword arguments that switch on the live-query checks (as tests/test_stateful.py does)."""
     try:
-        from kalammodel.live import live_extension
+        from kalammodel.checks.live import live_extension
     except ImportError:
         return {}
     return {"extensions": [live_extension]}

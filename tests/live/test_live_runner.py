@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kalammodel.live import live_extension
+from kalammodel.checks.live import live_extension
 from kalammodel.model import Cmp, Column, ColumnType, TableSpec
 from kalammodel.runner import Runner
 from kalammodel.steps import (

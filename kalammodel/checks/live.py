@@ -25,13 +25,35 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-from .client import TERMINAL_JOB_STATUSES, LiveConnection
-from .errors import ConnectionClosed, DeadlineExceeded, Divergence, KalamError, SqlError, TransportError
-from .model import ExpectRows, LiveModel, LiveOptions, LiveSub, TableKind, compare_outcome
-from .runner import TranscriptEntry, outcome_of_result
-from .steps import LIVE_STEPS, NextBatch, Request, ResubscribeFromSeq, Step, Subscribe, Unsubscribe
+from ..client import TERMINAL_JOB_STATUSES, LiveConnection, LiveMessage, QueryResult, Subscription
+from ..errors import (
+    ConnectionClosed,
+    DeadlineExceeded,
+    Divergence,
+    Invariant,
+    KalamError,
+    SqlError,
+    TransportError,
+)
+from ..model import (
+    ExpectRows,
+    LiveChange,
+    LiveModel,
+    LiveOptions,
+    LiveSub,
+    Predicate,
+    TableKind,
+    compare_outcome,
+)
+from ..runner.outcomes import outcome_of_result
+from ..runner.records import TranscriptEntry
+from ..runner.seams import Extension
+from ..steps import LIVE_STEPS, NextBatch, Request, Restart, ResubscribeFromSeq, Step, Subscribe, Unsubscribe
+
+if TYPE_CHECKING:
+    from ..runner import Session
 
 __all__ = ["LiveExtension", "live_extension"]
 
@@ -43,25 +65,27 @@ _REFUSAL_CODES = {
 }
 
 
-class LiveExtension:
+class LiveExtension(Extension):
     """The live side of one session; see the module docstring."""
 
-    def __init__(self, session: Any, *, event_timeout: float = 5.0, quiet: float = 0.15):
+    def __init__(self, session: Session, *, event_timeout: float = 5.0, quiet: float = 0.15):
         self.session = session
         self.live = LiveModel()
         self.event_timeout = event_timeout
         self.quiet = quiet
         self.conns: dict[str, LiveConnection] = {}
-        self.handles: dict[str, Any] = {}
+        self.handles: dict[str, Subscription] = {}
         self.retired: list[tuple[LiveConnection, int]] = []  # unsubscribed connections and the seq floor
         self._watermark: int | None = None
-        self._recent: list[Any] = []  # changes of the last steps in every scope (cross-user attribution)
+        self._recent: list[
+            tuple[str, LiveChange]
+        ] = []  # changes of the last steps in every scope (cross-user attribution)
         #: what was checked: subscriptions, batches, changes, quiet windows, SQL cross-checks
         self.stats: Counter[str] = Counter()
 
     # ------------------------------------------------------------------ runner hooks
 
-    def run_step(self, session: Any, step: Step) -> bool:
+    def run_step(self, session: Session, step: Step) -> bool:
         if isinstance(step, LIVE_STEPS):
             self._drain_all(session, step)
             started = time.perf_counter()
@@ -76,15 +100,15 @@ class LiveExtension:
             self._record(session, step, started)
             self._collect(session, step)
             return True
-        if (
-            step.kind == "restart"
+        if isinstance(
+            step, Restart
         ):  # the server goes down: close first, the subscriptions count as disconnected
             self._drain_all(session, step)
             self._lost_all()
         self._watermark = self.live.begin_step(session.model)
         return False
 
-    def after_step(self, session: Any, step: Step) -> None:
+    def after_step(self, session: Session, step: Step) -> None:
         if self._watermark is None:
             return
         watermark, self._watermark = self._watermark, None
@@ -106,7 +130,7 @@ class LiveExtension:
         self.handles.clear()
         self.retired.clear()
 
-    def check_all(self, session: Any, final: bool = True) -> None:
+    def check_all(self, session: Session, final: bool = True) -> None:
         """Every open subscription agrees with the model and with a SQL read of its query.
 
         ``final`` (teardown, or after a restart): first a quiescence window in which no unexpected change may
@@ -117,7 +141,7 @@ class LiveExtension:
         subs = [s for s in self.live.open_subs() if s.id in self.handles]
         if not subs and not self.retired:
             return
-        step = session.steps[-1] if session.steps else None
+        step = session.current_step()
         deadline = time.monotonic() + (self.quiet if final else 0.0)
         if final:
             self.stats["quiet_windows"] += 1
@@ -133,14 +157,14 @@ class LiveExtension:
                 self._process(session, sub, step, msg)
         for sub in subs:
             if sub.ready and sub.required_pending():
-                self._await(session, sub, step)  # type: ignore[arg-type]
+                self._await(session, sub, step)
             problem = self.live.view_problem(session.model, sub)
             if problem is not None:
                 raise self._div(session, sub, step, f"after every change arrived: {problem}")
             self._sql_check(session, sub, step)
         self._check_retired(session, step)
 
-    def close(self, session: Any) -> None:
+    def close(self, session: Session) -> None:
         for conn in list(self.conns.values()) + [c for c, _ in self.retired]:
             try:
                 conn.close(timeout=1.0)
@@ -152,25 +176,27 @@ class LiveExtension:
 
     # ------------------------------------------------------------------ live steps
 
-    def _connect(self, session: Any, actor: str) -> LiveConnection:
-        token = session.pool.client(actor).token
+    def _connect(self, session: Session, actor: str) -> LiveConnection:
+        token = cast(str, session.pool.client(actor).token)  # (the pool's clients are logged in)
         try:
             return LiveConnection.connect(session.runner.target.base_url, token, timeout=5.0)
         except (KalamError, OSError) as exc:
+            step = session.current_step()
             raise Divergence(
-                "availability",
+                Invariant.AVAILABILITY,
                 f"could not open a live connection as {actor}: {exc}",
                 step_index=session.step_index,
-                step=session.steps[-1].describe() if session.steps else None,
+                step=step.describe() if step is not None else None,
                 request="GET /v1/ws",
                 actor=actor,
+                namespace=session.ns,
             ) from exc
 
-    def _subscribe(self, session: Any, step: Subscribe) -> None:
+    def _subscribe(self, session: Session, step: Subscribe) -> None:
         options = LiveOptions(step.snapshot, step.batch_size, step.last_rows if step.snapshot else None)
         self._open(session, step, step.sub_id, step.actor, step.table, step.columns, step.where, options)
 
-    def _resubscribe(self, session: Any, step: ResubscribeFromSeq) -> None:
+    def _resubscribe(self, session: Session, step: ResubscribeFromSeq) -> None:
         old = self.live.subs.get(step.from_sub)
         if old is None:
             return  # nothing to resume (a replayed case whose subscribe step was removed)
@@ -187,13 +213,13 @@ class LiveExtension:
 
     def _open(
         self,
-        session: Any,
+        session: Session,
         step: Step,
         sub_id: str,
         actor: str,
         table: str,
-        columns: Any,
-        where: Any,
+        columns: tuple[str, ...] | None,
+        where: Predicate | None,
         options: LiveOptions,
         resume_w: int | None = None,
         resume_seq: int | None = None,
@@ -265,7 +291,7 @@ class LiveExtension:
             return
         self._take_batch(session, sub, step, ack=first)
 
-    def _take_batch(self, session: Any, sub: LiveSub, step: Step, ack: Any = None) -> None:
+    def _take_batch(self, session: Session, sub: LiveSub, step: Step, ack: LiveMessage | None = None) -> None:
         handle = self.handles[sub.id]
         try:
             msg = handle.get(self.event_timeout)
@@ -281,7 +307,11 @@ class LiveExtension:
             )
         if msg.decode_error is not None:
             raise self._div(
-                session, sub, step, f"batch cells do not match the ack schema: {msg.decode_error}", actual=msg.raw
+                session,
+                sub,
+                step,
+                f"batch cells do not match the ack schema: {msg.decode_error}",
+                actual=msg.raw,
             )
         if ack is not None and ack.batch_control != msg.batch_control:
             raise self._div(
@@ -294,20 +324,20 @@ class LiveExtension:
         problem = self.live.check_batch(session.model, sub, msg.rows or [], msg.batch_control)
         if problem is not None:
             if self._foreign_rows(session, sub, msg.rows or []):
-                invariant = "isolation"
+                invariant = Invariant.ISOLATION
             elif self._flush_gap(session, sub, msg.rows or [], problem):
-                invariant = "hot_cold_consistency"
+                invariant = Invariant.HOT_COLD_CONSISTENCY
             elif self._readded_column_values(session, sub, msg.rows or []):
-                invariant = "schema_evolution"
+                invariant = Invariant.SCHEMA_EVOLUTION
             elif sub.kind is TableKind.STREAM and "not a row the snapshot may hold" in problem:
                 # The model dropped only rows surely past their TTL: an extra STREAM row outlived it.
-                invariant = "stream_ttl"
+                invariant = Invariant.STREAM_TTL
             else:
-                invariant = "live_query"
+                invariant = Invariant.LIVE_QUERY
             raise self._div(session, sub, step, problem, invariant=invariant, actual=msg.raw)
 
     @staticmethod
-    def _readded_column_values(session: Any, sub: LiveSub, rows: list[dict[str, Any]]) -> bool:
+    def _readded_column_values(session: Session, sub: LiveSub, rows: list[dict[str, Any]]) -> bool:
         """Whether every snapshot row is one of the subscriber's rows but for columns dropped and added again.
 
         A re-added column showing the dropped one's old values is named as a SELECT showing them would be
@@ -324,11 +354,14 @@ class LiveExtension:
         def without(row: Mapping[str, Any]) -> dict[str, Any]:
             return {k: v for k, v in row.items() if k not in readded}
 
-        own = [without(o) for o in model.visible_rows(sub.table, sub.owner) + model.maybe_rows(sub.table, sub.owner)]
+        own = [
+            without(o)
+            for o in model.visible_rows(sub.table, sub.owner) + model.maybe_rows(sub.table, sub.owner)
+        ]
         return all(any(_same_values(without(r), o) for o in own) for r in rows)
 
     @staticmethod
-    def _flush_gap(session: Any, sub: LiveSub, rows: list[Any], problem: str) -> bool:
+    def _flush_gap(session: Session, sub: LiveSub, rows: list[dict[str, Any]], problem: str) -> bool:
         """Whether a snapshot batch short of rows came while the table's flush was running.
 
         A snapshot is a read of the table's hot and cold rows; rows on their way from one to the other are the
@@ -350,7 +383,7 @@ class LiveExtension:
             return False
         return job is not None and job.get("status") not in TERMINAL_JOB_STATUSES
 
-    def _next_batch(self, session: Any, step: NextBatch) -> None:
+    def _next_batch(self, session: Session, step: NextBatch) -> None:
         sub = self.live.subs.get(step.sub_id)
         if sub is None or sub.status != "loading" or step.sub_id not in self.conns:
             return
@@ -365,13 +398,13 @@ class LiveExtension:
             raise self._div(session, sub, step, f"next_batch could not be sent: {exc}") from exc
         self._take_batch(session, sub, step)
 
-    def _unsubscribe(self, session: Any, step: Unsubscribe) -> None:
+    def _unsubscribe(self, session: Session, step: Unsubscribe) -> None:
         sub = self.live.subs.get(step.sub_id)
         if sub is not None and step.sub_id in self.handles and sub.ready and not sub.tainted:
             # Changes of writes made before the unsubscribe may still be in flight: take them first, so that
             # the floor below (the newest _seq seen) covers them and they are not "changes after unsubscribe".
             if sub.required_pending():
-                self._await(session, sub, step)  # type: ignore[arg-type]
+                self._await(session, sub, step)
         conn = self.conns.pop(step.sub_id, None)
         self.handles.pop(step.sub_id, None)
         if sub is None or conn is None:
@@ -392,22 +425,22 @@ class LiveExtension:
 
     # ------------------------------------------------------------------ events
 
-    def _collect(self, session: Any, step: Step) -> None:
+    def _collect(self, session: Session, step: Step) -> None:
         """Wait for the required changes of ready subscriptions; check whatever else has arrived."""
         for sub in self.live.open_subs():
             if sub.id not in self.handles:
                 continue
             if sub.ready and sub.required_pending():
-                self._await(session, sub, step)  # type: ignore[arg-type]
+                self._await(session, sub, step)
             else:
                 self._drain(session, sub, step)
 
-    def _drain_all(self, session: Any, step: Step) -> None:
+    def _drain_all(self, session: Session, step: Step) -> None:
         for sub in self.live.open_subs():
             if sub.id in self.handles:
                 self._drain(session, sub, step)
 
-    def _drain(self, session: Any, sub: LiveSub, step: Step) -> None:
+    def _drain(self, session: Session, sub: LiveSub, step: Step) -> None:
         for msg in self.handles[sub.id].pending():
             self._process(session, sub, step, msg)
         if self.conns[sub.id].closed:
@@ -419,7 +452,7 @@ class LiveExtension:
                 f"the live connection closed (code={conn.close_code}, {conn.close_reason!r})",
             )
 
-    def _await(self, session: Any, sub: LiveSub, step: Step) -> None:
+    def _await(self, session: Session, sub: LiveSub, step: Step | None) -> None:
         handle = self.handles[sub.id]
         deadline = time.monotonic() + self.event_timeout
         while sub.required_pending() and not sub.tainted:
@@ -439,14 +472,18 @@ class LiveExtension:
                 raise self._div(session, sub, step, f"the connection closed: {exc}") from exc
             self._process(session, sub, step, msg)
 
-    def _process(self, session: Any, sub: LiveSub, step: Any, msg: Any) -> None:
+    def _process(self, session: Session, sub: LiveSub, step: Step | None, msg: LiveMessage) -> None:
         if sub.tainted:
             return
         if msg.type != "change":
             raise self._div(session, sub, step, f"unexpected {msg.type} message: {msg.raw}", actual=msg.raw)
         if msg.decode_error is not None:
             raise self._div(
-                session, sub, step, f"change cells do not match the ack schema: {msg.decode_error}", actual=msg.raw
+                session,
+                sub,
+                step,
+                f"change cells do not match the ack schema: {msg.decode_error}",
+                actual=msg.raw,
             )
         if sub.status == "loading":
             raise self._div(
@@ -461,7 +498,7 @@ class LiveExtension:
             session.model, sub, msg.change_type, msg.rows, msg.old_values
         )
         if problem is not None:
-            invariant = "isolation" if self._foreign(sub, msg) else "live_query"
+            invariant = Invariant.ISOLATION if self._foreign(sub, msg) else Invariant.LIVE_QUERY
             raise self._div(
                 session,
                 sub,
@@ -475,7 +512,7 @@ class LiveExtension:
         if change is not None and change.kind == "delete" and msg.old_values:
             self.live.note_delete_seq(sub, change, msg.old_values[0].get("_seq"))
 
-    def _foreign(self, sub: LiveSub, msg: Any) -> bool:
+    def _foreign(self, sub: LiveSub, msg: LiveMessage) -> bool:
         """Whether ``msg`` looks like a change of another user's row (isolation rather than live_query)."""
         if sub.kind is TableKind.SHARED:
             return False
@@ -487,7 +524,7 @@ class LiveExtension:
                 return True
         return False
 
-    def _foreign_rows(self, session: Any, sub: LiveSub, rows: list[dict[str, Any]]) -> bool:
+    def _foreign_rows(self, session: Session, sub: LiveSub, rows: list[dict[str, Any]]) -> bool:
         """Whether a snapshot row the subscriber does not own is, by the model, another owner's row."""
         if sub.kind is TableKind.SHARED or sub.table not in session.model.tables:
             return False
@@ -504,7 +541,7 @@ class LiveExtension:
 
     # ------------------------------------------------------------------ full checks
 
-    def _sql_check(self, session: Any, sub: LiveSub, step: Any) -> None:
+    def _sql_check(self, session: Session, sub: LiveSub, step: Step | None) -> None:
         """The rows the subscription holds agree with a SQL read of its query by the subscriber."""
         model = session.model
         table = model.tables.get(sub.table)
@@ -536,7 +573,7 @@ class LiveExtension:
                 session, sub, step, f"SQL read of the subscription's query failed: {exc}"
             ) from exc
         self._sql_agrees_with_model(session, sub, cols, result)
-        from .model._live import _key, _same
+        from ..model._live import _key, _same
 
         seen = set()
         for row in result.dicts():
@@ -556,14 +593,18 @@ class LiveExtension:
             if key in seen:
                 continue
             version = newest.get(key)
-            row = None if version is None else model._row(table, version.values, version.deleted)
-            left_filter = row is not None and sub.where is not None and sub.where.evaluate(row) is not True
+            newest_row = None if version is None else model._row(table, version.values, version.deleted)
+            left_filter = (
+                newest_row is not None
+                and sub.where is not None
+                and sub.where.evaluate(newest_row) is not True
+            )
             if not left_filter:
                 raise self._div(
                     session, sub, step, f"the subscription holds {held} which a SQL read no longer returns"
                 )
 
-    def _check_retired(self, session: Any, step: Any) -> None:
+    def _check_retired(self, session: Session, step: Step | None) -> None:
         for conn, floor in self.retired:
             for msg in conn.unrouted.pending():
                 if msg.type != "change":
@@ -571,17 +612,18 @@ class LiveExtension:
                 seqs = [r.get("_seq") for r in (msg.rows or []) + (msg.old_values or [])]
                 if any(isinstance(s, int) and s > floor for s in seqs):
                     raise Divergence(
-                        "live_query",
+                        Invariant.LIVE_QUERY,
                         f"subscription {msg.subscription_id!r} got a change after unsubscribe: {msg.raw}",
                         step_index=session.step_index,
                         step=step.describe() if step is not None else None,
                         request="unsubscribe",
                         actual=msg.raw,
+                        namespace=session.ns,
                     )
 
     # ------------------------------------------------------------------ reporting
 
-    def _record(self, session: Any, step: Step, started: float) -> None:
+    def _record(self, session: Session, step: Step, started: float) -> None:
         session.transcript.append(
             TranscriptEntry(
                 step_index=session.step_index,
@@ -593,7 +635,9 @@ class LiveExtension:
             )
         )
 
-    def _sql_agrees_with_model(self, session: Any, sub: LiveSub, cols: list[str], result: Any) -> None:
+    def _sql_agrees_with_model(
+        self, session: Session, sub: LiveSub, cols: list[str], result: QueryResult
+    ) -> None:
         """The SQL read that the subscription is cross-checked with must itself agree with the model; if it
         does not, the read path is at fault (e.g. it leaks another user's rows), not the subscription, and the
         divergence is attributed as the runner attributes a wrong SELECT."""
@@ -606,8 +650,8 @@ class LiveExtension:
             return
         where = "" if sub.where is None else f" WHERE {sub.where.render()}"
         request = Request(sub.actor, f"SELECT {', '.join(cols)} FROM {session.ns}.{sub.table}{where} (paged)")
-        raise session._divergence(
-            session._current_step(),
+        raise session.divergence(
+            session.current_step(),
             request,
             expected,
             outcome,
@@ -617,14 +661,14 @@ class LiveExtension:
 
     def _div(
         self,
-        session: Any,
+        session: Session,
         sub: LiveSub | None,
-        step: Any,
+        step: Step | None,
         message: str,
         *,
-        invariant: str = "live_query",
+        invariant: Invariant = Invariant.LIVE_QUERY,
         actor: str | None = None,
-        expected: Any = None,
+        expected: Any = None,  # Any: what the message shows (rows, changes, raw frames)
         actual: Any = None,
     ) -> Divergence:
         where = ""
@@ -643,6 +687,7 @@ class LiveExtension:
             actor=actor or (sub.actor if sub is not None else None),
             expected=expected,
             actual=actual,
+            namespace=session.ns,
         )
 
 
@@ -652,10 +697,10 @@ def _same_values(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     return bool(shared) and all(a[k] == b[k] for k in shared)
 
 
-def _change_data(change: Any) -> dict[str, Any]:
+def _change_data(change: LiveChange) -> dict[str, Any]:
     return {"kind": change.kind, "key": change.key, "row": change.row, "optional": change.optional}
 
 
-def live_extension(session: Any) -> LiveExtension:
+def live_extension(session: Session) -> LiveExtension:
     """The extension factory for ``Runner(..., extensions=[live_extension])``."""
     return LiveExtension(session)

@@ -15,33 +15,48 @@ survives SIGKILL of the process (only a machine crash could lose it), so a write
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
-from .errors import Divergence, Invariant, KalamError, UsageError
+from ..errors import Divergence, Invariant, KalamError, UsageError
+from ..runner.seams import Extension
+from ..steps import Restart, Step
+from .registry import Finding, check
 
-__all__ = ["RestartExtension", "can_restart"]
+if TYPE_CHECKING:
+    from ..runner import Session
 
-
-def can_restart(target: Any) -> bool:
-    """Whether ``target`` owns a server process it can kill and start again."""
-    from .targets import Target
-
-    restart = getattr(type(target), "restart", None)
-    return restart is not None and restart is not Target.restart
+__all__ = ["RestartExtension", "can_restart", "durability"]
 
 
-class RestartExtension:
+def can_restart(target: object) -> bool:
+    """Whether ``target`` owns a server process it can kill and start again (its ``can_restart``)."""
+    return bool(getattr(target, "can_restart", False))
+
+
+@check(Invariant.DURABILITY)
+def durability(session: Session, hard: bool) -> Finding | None:
+    """Right after a restart every touched scope, in full, equals the model: whatever disagrees was
+    acknowledged before the restart (a durability failure, whichever check meets it)."""
+    try:
+        session.check_all()
+    except Divergence as div:
+        how = "SIGKILL" if hard else "clean stop"
+        return Finding(f"after a restart ({how}): {div.message}", based_on=div)
+    return None
+
+
+class RestartExtension(Extension):
     """Runs ``restart`` steps for one session (create one per session: ``RestartExtension.factory``)."""
 
-    def __init__(self, session: Any):
+    def __init__(self, session: Session):
         self.session = session
 
     @classmethod
-    def factory(cls, session: Any) -> RestartExtension:
+    def factory(cls, session: Session) -> RestartExtension:
         return cls(session)
 
-    def run_step(self, session: Any, step: Any) -> bool:
-        if getattr(step, "kind", None) != "restart":
+    def run_step(self, session: Session, step: Step) -> bool:
+        if not isinstance(step, Restart):
             return False
         target = session.runner.target
         if not can_restart(target):
@@ -52,33 +67,26 @@ class RestartExtension:
         running = sorted(n for n, t in session.model.tables.items() if t.flush.running_job is not None)
         if running:
             raise UsageError(f"restart while flush jobs of {running} run: await them first (AwaitFlush)")
-        # Everything the example touched is compared after the restart, not only what changed since the
-        # last full check: a lost write can be anywhere.
+        # Everything the example touched is compared after the restart, not only what changed since the last
+        # full check: a lost write can be anywhere.
         for table in list(session.model.tables):
             for owner in session.model.scopes(table):
-                session._dirty.add((table, owner))
+                session.mark_scope(table, owner)
+        how = "SIGKILL" if step.hard else "a clean stop"
         try:
             target.restart(hard=step.hard)
         except KalamError as exc:
             raise Divergence(
-                "availability",
-                f"the server did not come back after {'SIGKILL' if step.hard else 'a clean stop'}: {exc}",
+                Invariant.AVAILABILITY,
+                f"the server did not come back after {how}: {exc}",
                 step_index=session.step_index,
                 step=step.describe(),
                 request="restart",
+                namespace=session.ns,
             ) from exc
         session.pool.relogin()
         session.transcript_note(f"restarted the server ({'SIGKILL' if step.hard else 'clean stop'})")
         for ext in session.extensions:
-            hook = getattr(ext, "after_restart", None)
-            if hook is not None:
-                hook(session)
-        try:
-            session.check_all()
-        except Divergence as div:
-            # Whatever disagrees right after a restart was acknowledged before it: a durability failure.
-            raise div.evolve(
-                invariant=Invariant.DURABILITY,
-                message=f"after a restart ({'SIGKILL' if step.hard else 'clean stop'}): {div.message}",
-            ) from div
+            ext.after_restart(session)
+        durability(session, session, step.hard)
         return True
