@@ -24,7 +24,7 @@ __all__ = ["RestartExtension", "can_restart"]
 
 def can_restart(target: Any) -> bool:
     """Whether ``target`` owns a server process it can kill and start again."""
-    from .targets import Target
+    from .targets import BaseTarget as Target  # the shared base whose restart refuses
 
     restart = getattr(type(target), "restart", None)
     return restart is not None and restart is not Target.restart
