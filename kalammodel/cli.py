@@ -8,6 +8,11 @@ kalammodel export  CASE [--format sql|pytest|curl|all] [--out DIR]
 kalammodel show    CASE
 ```
 
+The target options of ``serve``, ``run`` and ``replay`` are declared from the one list of
+:data:`kalammodel.targets.OPTIONS`, shared with the pytest plugin: each takes the plugin's flag
+(``--kalamdb-root-password``) as well as the short spelling shown above (``--root-password``), and ``run``
+hands every option given to pytest.
+
 Exit codes: 0 success (replay: every case fixed), 1 replay: a case still fails, 2 bad input or an error (a
 missing or corrupt case file, an unknown fault, an unreachable server). Errors print one clear line, never a
 traceback.

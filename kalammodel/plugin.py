@@ -42,6 +42,8 @@ from kalammodel.targets import (
 )
 
 if TYPE_CHECKING:
+    from hypothesis.database import ExampleDatabase
+
     from kalammodel.workloads import Workload
 
 __all__ = ["PROFILES", "actor_pool", "kalamdb_target", "kalammodel_workload"]
@@ -95,7 +97,7 @@ def _profile_option(config: pytest.Config) -> str | None:
         return None
 
 
-def _database(config: pytest.Config) -> Any:
+def _database(config: pytest.Config) -> ExampleDatabase:
     from hypothesis.database import (
         DirectoryBasedExampleDatabase,
         MultiplexedDatabase,
@@ -105,7 +107,7 @@ def _database(config: pytest.Config) -> Any:
     local = Path(config.getoption("--kalammodel-db"))
     if not local.is_absolute():
         local = config.rootpath / local
-    db: Any = DirectoryBasedExampleDatabase(local)
+    db: ExampleDatabase = DirectoryBasedExampleDatabase(local)
     shared = config.getoption("--kalammodel-shared-db")
     if shared:
         shared_path = Path(shared)
@@ -152,7 +154,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     ]
 
 
-def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
     target = config.stash.get(_USED_TARGET, None)
     if target is not None:
         version = target.known_version or "unknown"

@@ -73,7 +73,7 @@ class Option:
     env: str | None = None
     #: converts the text given (None: kept as a str)
     type: Callable[[str], Any] | None = None
-    default: Any = None
+    default: Any = None  # Any: of the option's own type (str, float, int or a list)
     metavar: str | None = None
     choices: tuple[str, ...] | None = None
     #: repeatable: the values given, in order, as a list
