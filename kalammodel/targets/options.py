@@ -164,7 +164,6 @@ OPTIONS: tuple[Option, ...] = (
 )  # fmt: skip
 
 
-
 def _cli_order(command: str) -> list[Option]:
     """The options of CLI ``command`` as its help lists them and ``run`` hands them to pytest: how to test
     (session options) before what to test (target options), each in declaration order."""
@@ -172,7 +171,7 @@ def _cli_order(command: str) -> list[Option]:
 
 
 class OptionGroup(Protocol):
-    """What ``pytest.OptionGroup.addoption`` and ``argparse.ArgumentParser.add_argument`` have in common."""
+    """What :func:`add_pytest_options` needs of pytest's option group (``pytest.OptionGroup``)."""
 
     def addoption(self, *flags: str, **kw: Any) -> None: ...
 
