@@ -8,6 +8,11 @@ kalammodel export  CASE [--format sql|pytest|curl|all] [--out DIR]
 kalammodel show    CASE
 ```
 
+The target options of ``serve``, ``run`` and ``replay`` are declared from the one list of
+:data:`kalammodel.targets.OPTIONS`, shared with the pytest plugin: each takes the plugin's flag
+(``--kalamdb-root-password``) as well as the short spelling shown above (``--root-password``), and ``run``
+hands every option given to pytest.
+
 Exit codes: 0 success (replay: every case fixed), 1 replay: a case still fails, 2 bad input or an error (a
 missing or corrupt case file, an unknown fault, an unreachable server). Errors print one clear line, never a
 traceback.
@@ -17,43 +22,38 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
-import shutil
-import subprocess
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
+from kalammodel import targets
 from kalammodel._version import __version__
 from kalammodel.errors import KalamError, KalamModelError, UsageError
+from kalammodel.targets import (
+    ActorPool,
+    Target,
+    add_cli_options,
+    check_faults,
+    fault_names,
+    run_command,
+    serve_plan,
+    values_from_cli,
+)
+from kalammodel.targets import run_foreground as _foreground
+
+if TYPE_CHECKING:
+    from kalammodel.runner import Runner, RunResult
+    from kalammodel.steps import Step
 
 __all__ = ["build_parser", "main"]
 
-PROFILES = ("ci", "dev", "fuzz")
 EXPORT_FORMATS = ("sql", "pytest", "curl")
 DEFAULT_CORPUS = Path("shrunk_cases")
 
 
-def _faults_catalogue() -> dict[str, str] | None:
-    try:
-        from kalammodel.server._faults import FAULTS
-    except ImportError:
-        return None
-    return dict(FAULTS)
-
-
 def _check_faults(faults: Sequence[str]) -> None:
-    catalogue = _faults_catalogue()
-    if catalogue is None or not faults:
-        return
-    unknown = [name for name in faults if name not in catalogue]
-    if unknown:
-        raise UsageError(
-            f"--fault {', '.join(map(repr, unknown))}: no such planted defect; valid faults: "
-            f"{', '.join(sorted(catalogue))}"
-        )
+    check_faults(faults, "--fault", quote=True)
 
 
 def _repo_root() -> Path:
@@ -66,43 +66,10 @@ def _repo_root() -> Path:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     _check_faults(args.fault)
-    data_dir = args.data_dir
-    temporary = data_dir is None
-    if temporary:
-        data_dir = tempfile.mkdtemp(prefix="kalammodel-serve-")
-        print(f"kalammodel: data in {data_dir}, removed on exit (pass --data-dir to keep it)", flush=True)
-    argv = [sys.executable, "-m", "kalammodel.server", "--host", args.host, "--port", str(args.port)]
-    argv += ["--data-dir", str(data_dir)]
-    for name in args.fault:
-        argv += ["--fault", name]
-    env = dict(os.environ)
-    if args.root_password is not None:  # through the environment: not visible in the process list
-        env["KALAMDB_ROOT_PASSWORD"] = args.root_password
-    try:
-        return _foreground(argv, env)
-    finally:
-        if temporary:
-            shutil.rmtree(data_dir, ignore_errors=True)
-
-
-def _foreground(argv: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> int:
-    """Run ``argv`` in the foreground; Ctrl-C reaches it too (same process group) and we wait for it to stop."""
-    try:
-        proc = subprocess.Popen(argv, env=env, cwd=cwd)
-    except OSError as exc:
-        raise UsageError(f"cannot start {argv[0]!r}: {exc}") from None
-    try:
-        return proc.wait()
-    except KeyboardInterrupt:  # the child got the same Ctrl-C: give it time to shut down, then insist
-        for stop, grace in ((None, 15.0), (proc.terminate, 5.0), (proc.kill, 10.0)):
-            if stop is not None:
-                stop()
-            try:
-                proc.wait(timeout=grace)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        return 130
+    with serve_plan(args.host, args.port, args.data_dir, args.root_password, args.fault) as plan:
+        if plan.temporary:
+            print(f"kalammodel: data in {plan.data_dir}, removed on exit (pass --data-dir to keep it)", flush=True)
+        return _foreground(plan.argv, plan.env)
 
 
 # --------------------------------------------------------------------------------------------------- run
@@ -117,21 +84,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             "install kalammodel from a source checkout (pip install -e .) or run pytest on the tests yourself"
         )
     _check_faults(args.fault)
-    argv = [sys.executable, "-m", "pytest", str(test_file)]
-    if args.profile:
-        argv.append(f"--hypothesis-profile={args.profile}")
-    if args.workload:
-        argv.append(f"--kalammodel-workload={args.workload}")
-    if args.kalamdb_url:
-        argv.append(f"--kalamdb-url={args.kalamdb_url}")
-    if args.data_dir:
-        argv.append(f"--kalamdb-data-dir={args.data_dir}")
-    for name in args.fault:
-        argv.append(f"--kalammodel-fault={name}")
+    argv, env = run_command(test_file, values_from_cli(args, "run"))
     argv += args.pytest_args
-    env = dict(os.environ)
-    if args.root_password is not None:
-        env["KALAMDB_ROOT_PASSWORD"] = args.root_password
     return _foreground(argv, env, cwd=root)
 
 
@@ -144,36 +98,29 @@ class _LazyRunner:
     def __init__(self, args: argparse.Namespace, actors: dict[str, str]):
         self._args = args
         self._actors = actors
-        self._runner: Any = None
-        self._target: Any = None
-        self._pool: Any = None
+        self._runner: Runner | None = None
+        self._target: Target | None = None
+        self._pool: ActorPool | None = None
 
     def start(self) -> None:
-        from kalammodel.targets import DEFAULT_IDENTITIES, ActorPool, target_from_config
-
-        args = self._args
-        self._target = target_from_config(
-            url=args.kalamdb_url,
-            root_password=args.root_password,
-            data_dir=args.data_dir,
-            faults=tuple(args.fault),
-        )
-        self._target.start()
-        identities = {**DEFAULT_IDENTITIES, **self._actors}
-        self._pool = ActorPool.for_target(self._target, identities)
-        self._pool.client("root")
         from kalammodel.checks.live import live_extension
         from kalammodel.runner import Runner
 
+        # Looked up on the package when called, so that a test can substitute it.
+        self._target = targets.target_from_config(**targets.target_arguments(values_from_cli(self._args, "replay")))
+        self._target.start()
+        self._pool = targets.ActorPool.for_target(self._target, {**targets.DEFAULT_IDENTITIES, **self._actors})
+        self._pool.client("root")
         self._runner = Runner(self._target, self._pool, extensions=[live_extension])
 
     @property
-    def target(self) -> Any:
+    def target(self) -> Target | None:
         return self._target
 
-    def run_steps(self, steps: Sequence[Any]) -> Any:
+    def run_steps(self, steps: Sequence[Step]) -> RunResult:
         if self._runner is None:
             self.start()
+        assert self._runner is not None
         return self._runner.run_steps(list(steps))
 
     def close(self) -> None:
@@ -313,50 +260,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     serve = sub.add_parser("serve", help="run the embedded KalamDB-compatible server in the foreground")
-    serve.add_argument(
-        "--port", type=int, default=8080, help="port to listen on (default 8080; 0: any free port)"
-    )
-    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    serve.add_argument("--data-dir", default=None, help="data directory (default: a new temporary directory)")
-    serve.add_argument(
-        "--root-password", default=None, help="root password (default: env KALAMDB_ROOT_PASSWORD)"
-    )
-    serve.add_argument(
-        "--fault",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="switch on a planted defect (repeatable): " + ", ".join(_fault_names()),
-    )
+    add_cli_options(serve, "serve", fault_names())
     serve.set_defaults(func=cmd_serve)
 
     run = sub.add_parser(
         "run", help="run the stateful tests (pytest tests/test_stateful.py); pytest args after --"
     )
-    run.add_argument("--profile", choices=PROFILES, default=None, help="Hypothesis settings profile")
-    run.add_argument("--workload", default=None, help="workload model: a name from models/ or a .toml path")
-    run.add_argument("--kalamdb-url", default=None, help="test the server at URL instead of the embedded one")
-    run.add_argument(
-        "--root-password", default=None, help="its root password (default: env KALAMDB_ROOT_PASSWORD)"
-    )
-    run.add_argument("--data-dir", default=None, help="its data directory, to check cold files on disk")
-    run.add_argument(
-        "--fault", action="append", default=[], metavar="NAME", help="planted defect (embedded only)"
-    )
+    add_cli_options(run, "run")
     run.set_defaults(func=cmd_run)
 
     replay = sub.add_parser("replay", help="replay shrunk case files (default: shrunk_cases/)")
     replay.add_argument("paths", nargs="*", metavar="PATH", help="case files or corpus directories")
-    replay.add_argument(
-        "--kalamdb-url", default=None, help="replay against the server at URL (default: embedded)"
-    )
-    replay.add_argument(
-        "--root-password", default=None, help="its root password (default: KALAMDB_ROOT_PASSWORD)"
-    )
-    replay.add_argument("--data-dir", default=None, help="its data directory, to check cold files on disk")
-    replay.add_argument(
-        "--fault", action="append", default=[], metavar="NAME", help="planted defect (embedded only)"
-    )
+    add_cli_options(replay, "replay")
     replay.add_argument("--prune", action="store_true", help="delete the files of cases that are fixed")
     replay.add_argument(
         "--runs", type=int, default=1, help="replays per case; fixed only if every run passes"
@@ -373,12 +288,6 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("case", metavar="CASE", help="a case file")
     show.set_defaults(func=cmd_show)
     return parser
-
-
-def _fault_names() -> list[str]:
-    from kalammodel.server._faults import FAULTS
-
-    return sorted(FAULTS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -28,9 +28,23 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from hypothesis import HealthCheck, settings
 
+from kalammodel.errors import UsageError
+from kalammodel.targets import (
+    ActorPool,
+    Target,
+    add_pytest_options,
+    check_faults,
+    check_minutes,
+    describe_selection,
+    remote_version,
+    target_from_options,
+    values_from_pytest,
+)
+
 if TYPE_CHECKING:
+    from hypothesis.database import ExampleDatabase
+
     from kalammodel.generation import Workload
-    from kalammodel.targets import ActorPool, Target
 
 __all__ = ["PROFILES", "actor_pool", "kalamdb_target", "kalammodel_workload"]
 
@@ -48,7 +62,7 @@ for _name, _kw in PROFILES.items():
 
 _PROFILE_KEY = pytest.StashKey[str]()
 _WORKLOAD_KEY = pytest.StashKey[str]()
-_USED_TARGET = pytest.StashKey[Any]()
+_USED_TARGET = pytest.StashKey[Target]()
 _REPORT_LINES = pytest.StashKey[list[str]]()
 
 
@@ -59,66 +73,17 @@ def report_line(config: pytest.Config, line: str) -> None:
 
 def time_budget(config: pytest.Config) -> float | None:
     """The --kalammodel-minutes budget in seconds, or None."""
-    minutes = config.getoption("--kalammodel-minutes")
+    minutes: float | None = config.getoption("--kalammodel-minutes")
     return None if minutes is None else minutes * 60.0
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("kalammodel", "kalammodel: model-based stateful testing of KalamDB")
-    group.addoption(
-        "--kalamdb-url",
-        default=None,
-        metavar="URL",
-        help="test the KalamDB server at URL (default: env KALAMDB_URL; else spawn the embedded server)",
-    )
-    group.addoption(
-        "--kalamdb-root-password",
-        default=None,
-        metavar="PASSWORD",
-        help="root password of that server (default: env KALAMDB_ROOT_PASSWORD)",
-    )
-    group.addoption(
-        "--kalamdb-data-dir",
-        default=None,
-        metavar="DIR",
-        help="the server's storage.data_path, to check cold files on disk (default: env KALAMDB_DATA_DIR)",
-    )
-    group.addoption(
-        "--kalamdb-server-cmd",
-        default=None,
-        metavar="CMD",
-        help="command that starts the server at --kalamdb-url, e.g. "
-        "'kalamdb-server docs/kalamdb-test-server.toml' (lets the tester kill and restart it)",
-    )
-    group.addoption(
-        "--kalammodel-fault",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="switch on a planted defect of the embedded server (repeatable)",
-    )
-    group.addoption(
-        "--kalammodel-workload",
-        default=None,
-        metavar="NAME",
-        help="workload model: a name from models/ or a path to a .toml file (default: default)",
-    )
-    group.addoption(
-        "--kalammodel-db",
-        default=".hypothesis/kalammodel",
-        metavar="DIR",
-        help="Hypothesis example database directory (default: .hypothesis/kalammodel)",
-    )
-    group.addoption("--kalammodel-shared-db", default=None, metavar="DIR",
-                    help="a shared example database, read but never written")  # fmt: skip
-    group.addoption("--kalammodel-minutes", default=None, type=float, metavar="N",
-                    help="time budget: start no new example after N minutes (a failure found is still shrunk); "
-                    "for long fuzz runs, e.g. --hypothesis-profile=fuzz --kalammodel-minutes=30")  # fmt: skip
-    group.addoption("--kalammodel-shrink", default="both", choices=("both", "hypothesis", "steps"),
-                    help="how failures are minimised: Hypothesis's shrinker then the step reducer (both, default), "
-                    "one of them only (hypothesis, steps: much faster against a server; see docs/shrunk-cases.md)")  # fmt: skip
-    group.addoption("--kalammodel-cases-dir", default=None, metavar="DIR",
-                    help="where failures are saved as case files (default: shrunk_cases/ of the checkout)")  # fmt: skip
+    add_pytest_options(group)
+
+
+def _values(config: pytest.Config) -> dict[str, Any]:  # Any: each option has its own type
+    return values_from_pytest(config.getoption)
 
 
 def _in_ci() -> bool:
@@ -132,7 +97,7 @@ def _profile_option(config: pytest.Config) -> str | None:
         return None
 
 
-def _database(config: pytest.Config) -> Any:
+def _database(config: pytest.Config) -> ExampleDatabase:
     from hypothesis.database import (
         DirectoryBasedExampleDatabase,
         MultiplexedDatabase,
@@ -142,7 +107,7 @@ def _database(config: pytest.Config) -> Any:
     local = Path(config.getoption("--kalammodel-db"))
     if not local.is_absolute():
         local = config.rootpath / local
-    db: Any = DirectoryBasedExampleDatabase(local)
+    db: ExampleDatabase = DirectoryBasedExampleDatabase(local)
     shared = config.getoption("--kalammodel-shared-db")
     if shared:
         shared_path = Path(shared)
@@ -163,28 +128,15 @@ def pytest_configure(config: pytest.Config) -> None:
         settings.register_profile(name, **kwargs)
         settings.load_profile(name)
     config.stash[_PROFILE_KEY] = name
-    minutes = config.getoption("--kalammodel-minutes")
-    if minutes is not None and not minutes > 0:
-        raise pytest.UsageError(f"--kalammodel-minutes must be a positive number of minutes (got {minutes})")
+    values = _values(config)
+    try:
+        check_minutes(values["minutes"])
+        check_faults(values["fault"], "--kalammodel-fault", quote=False)
+    except UsageError as exc:
+        raise pytest.UsageError(str(exc)) from exc
 
-    faults = config.getoption("--kalammodel-fault")
-    if faults:
-        catalogue: dict[str, str] | None
-        try:
-            from kalammodel.server._faults import FAULTS as catalogue
-        except ImportError:
-            catalogue = None
-        if catalogue is not None:
-            unknown = [f for f in faults if f not in catalogue]
-            if unknown:
-                raise pytest.UsageError(
-                    f"--kalammodel-fault {', '.join(unknown)}: no such planted defect; valid faults: "
-                    f"{', '.join(sorted(catalogue))}"
-                )
-
-    workload = config.getoption("--kalammodel-workload")
+    workload = values["workload"]
     if workload:
-        from kalammodel.errors import UsageError
         from kalammodel.generation import load_workload
 
         try:
@@ -194,39 +146,18 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_WORKLOAD_KEY] = workload or "default"
 
 
-def _describe_target(config: pytest.Config) -> str:
-    url = config.getoption("--kalamdb-url") or os.environ.get("KALAMDB_URL")
-    cmd = config.getoption("--kalamdb-server-cmd")
-    if cmd:
-        return f"process ({cmd}) at {url or '(no URL)'}"
-    if url:
-        return f"remote {url}"
-    faults = config.getoption("--kalammodel-fault")
-    return "embedded" + (f" with faults {', '.join(faults)}" if faults else "")
-
-
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    target = _describe_target(config)
-    version = "reported when the target starts"
-    url = config.getoption("--kalamdb-url") or os.environ.get("KALAMDB_URL")
-    if url and not config.getoption("--kalamdb-server-cmd"):
-        from kalammodel.errors import KalamModelError
-        from kalammodel.targets import _get_health
-
-        try:
-            version = str(_get_health(url.rstrip("/"), timeout=2.0).get("version", "unknown"))
-        except KalamModelError as exc:
-            version = f"unreachable ({exc})"
+    values = _values(config)
     return [
-        f"kalammodel: target={target}, server version={version}, "
+        f"kalammodel: target={describe_selection(values)}, server version={remote_version(values)}, "
         f"profile={config.stash.get(_PROFILE_KEY, '?')}, workload={config.stash.get(_WORKLOAD_KEY, 'default')}"
     ]
 
 
-def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
     target = config.stash.get(_USED_TARGET, None)
     if target is not None:
-        version = getattr(target, "_version", None) or "unknown"
+        version = target.known_version or "unknown"
         terminalreporter.write_line(f"kalammodel: ran against {target.describe()} (server version {version})")
     for line in config.stash.get(_REPORT_LINES, []):
         terminalreporter.write_line(f"kalammodel: {line}")
@@ -245,15 +176,7 @@ def kalammodel_workload(pytestconfig: pytest.Config) -> Workload:
 @pytest.fixture(scope="session")
 def kalamdb_target(pytestconfig: pytest.Config) -> Iterator[Target]:
     """The server under test, started for the session: embedded by default, remote or process when configured."""
-    from kalammodel.targets import target_from_config
-
-    target = target_from_config(
-        url=pytestconfig.getoption("--kalamdb-url"),
-        root_password=pytestconfig.getoption("--kalamdb-root-password"),
-        data_dir=pytestconfig.getoption("--kalamdb-data-dir"),
-        faults=pytestconfig.getoption("--kalammodel-fault"),
-        command=pytestconfig.getoption("--kalamdb-server-cmd"),
-    )
+    target = target_from_options(_values(pytestconfig))
     try:
         target.start()
         try:
@@ -269,8 +192,6 @@ def kalamdb_target(pytestconfig: pytest.Config) -> Iterator[Target]:
 @pytest.fixture(scope="session")
 def actor_pool(kalamdb_target: Target, kalammodel_workload: Workload) -> Iterator[ActorPool]:
     """One logged-in client per identity of the workload ('root', 'dba', 'svc', 'user1', ...), created once."""
-    from kalammodel.targets import ActorPool
-
     pool = ActorPool.for_target(kalamdb_target, kalammodel_workload.roles())
     try:
         pool.open_all()

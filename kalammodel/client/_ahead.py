@@ -7,7 +7,7 @@ two processes on two cores instead of one waiting for the other. No threads: the
 own keep-alive connection (stdlib ``http.client``), and the answer waits in that socket until :meth:`result`.
 
 Each pending request holds one connection; a client keeps the idle ones for at most
-:data:`~kalammodel.client._http.KEEPALIVE_EXPIRY_S` (below the servers' 5 s keep-alive). Every socket wait has
+:data:`~kalammodel.client._wire.KEEPALIVE_EXPIRY_S` (below the servers' 5 s keep-alive). Every socket wait has
 the client's timeout. Only reads go this way: an answer lost with a reused keep-alive connection (the server
 closed it just as the request went out) is asked for again on the client's ordinary path.
 """
@@ -22,16 +22,16 @@ import select
 import socket
 import ssl
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, Generic, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
 
 from kalammodel.errors import TransportError
 
-if TYPE_CHECKING:
-    from ._http import KalamClient
+from ._results import SqlResponse
+from ._wire import SQL_PATH, sql_response, transport_error
 
 __all__ = ["Pending", "RawConnections"]
 
@@ -128,65 +128,64 @@ class Pending(Generic[T]):
                 self._error = exc
         if self._error is not None:
             raise self._error
-        return self._value  # type: ignore[no-any-return]
+        return self._value
 
 
-def send_sql_ahead(client: KalamClient, sql: str, idempotent: bool = True) -> Pending[Any]:
-    """Send ``POST /v1/api/sql`` for ``sql`` now on a connection of its own; the pending decoded answer.
+def send_sql_ahead(
+    raw: RawConnections,
+    base_url: str,
+    sql: str,
+    auth_headers: Mapping[str, str],
+    timeout: float,
+    fallback: Callable[[], SqlResponse],
+    idempotent: bool = True,
+) -> Pending[SqlResponse]:
+    """Send ``POST /v1/api/sql`` for ``sql`` now on a connection of ``raw``; the pending decoded answer.
 
-    Falls back to ``client.execute`` (its 429 retries and token refresh) when the answer is 429 or 401 (the
-    server did not run the statement). ``idempotent`` (a read): also when a reused keep-alive connection
-    turns out closed before any answer, since asking twice is harmless; a write then fails with
-    :class:`TransportError` instead, never sent twice.
+    ``fallback`` is the client's synchronous ``execute(sql)`` (its 429 retries and token refresh), used when the
+    answer is 429 or 401 (the server did not run the statement). ``idempotent`` (a read): also when a reused
+    keep-alive connection turns out closed before any answer, since asking twice is harmless; a write then
+    fails with :class:`TransportError` instead, never sent twice.
     """
-    from ._http import SQL_PATH, _sql_response
-
-    raw = client._raw
     body = json.dumps({"sql": sql}).encode()
-    headers = {
-        "Content-Type": "application/json",
-        "Accept": "application/json",
-        **client._auth_headers(),
-    }
-    url = f"{client.base_url}{SQL_PATH}"
+    headers = {"Content-Type": "application/json", "Accept": "application/json", **auth_headers}
+    url = f"{base_url}{SQL_PATH}"
     conn, reused = raw.take()
     try:
         conn.request("POST", SQL_PATH, body=body, headers=headers)
     except (OSError, http.client.HTTPException) as exc:
         conn.close()
         if reused and idempotent:
-            return Pending.done(lambda: client.execute(sql))
-        return Pending.done(functools.partial(_raise_transport, url, exc, client.timeout))
+            return Pending.done(fallback)
+        return Pending.done(functools.partial(_raise_transport, url, exc, timeout))
 
-    def finish() -> Any:
+    def finish() -> SqlResponse:
         try:
             resp = conn.getresponse()
             data = resp.read()
         except (OSError, http.client.HTTPException) as exc:
             conn.close()
             if reused and idempotent and not isinstance(exc, socket.timeout):
-                return client.execute(sql)
-            _raise_transport(url, exc, client.timeout)
+                return fallback()
+            _raise_transport(url, exc, timeout)
         if resp.will_close:
             conn.close()
         else:
             raw.give_back(conn)
         if resp.status in (401, 429):
-            return client.execute(sql)
+            return fallback()
         response = httpx.Response(
             resp.status,
             headers=resp.getheaders(),
             content=data,
             request=httpx.Request("POST", url),
         )
-        return _sql_response(response, sql)
+        return sql_response(response, sql)
 
     return Pending(finish, abort=conn.close)
 
 
 def _raise_transport(url: str, exc: BaseException, timeout: float) -> NoReturn:
-    from ._http import transport_error
-
     kind = "reset"
     if isinstance(exc, socket.timeout):
         kind = "timeout"

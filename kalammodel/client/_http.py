@@ -20,22 +20,28 @@ from kalammodel.errors import (
     DeadlineExceeded,
     Divergence,
     RateLimited,
-    SqlError,
     TransportError,
     UsageError,
 )
 
 from ._ahead import Pending, RawConnections, send_sql_ahead
-from ._results import QueryResult, SqlResponse, decode_cell, decode_sql_response
+from ._results import QueryResult, SqlResponse, decode_cell
+from ._wire import (
+    HEALTH_PATH,
+    KEEPALIVE_EXPIRY_S,
+    LOGIN_PATH,
+    REFRESH_PATH,
+    SETUP_PATH,
+    SQL_PATH,
+    STATUS_PATH,
+    body_json,
+    error_parts,
+    sql_error,
+    sql_response,
+    transport_error,
+)
 
 __all__ = ["KalamClient", "quote_literal", "validate_user_id"]
-
-SQL_PATH = "/v1/api/sql"
-LOGIN_PATH = "/v1/api/auth/login"
-REFRESH_PATH = "/v1/api/auth/refresh"
-SETUP_PATH = "/v1/api/auth/setup"
-STATUS_PATH = "/v1/api/auth/status"
-HEALTH_PATH = "/health"
 
 #: Job statuses after which a job never changes again (§7.2).
 TERMINAL_JOB_STATUSES = frozenset({"completed", "skipped", "failed", "cancelled"})
@@ -94,80 +100,6 @@ def _jwt_exp(token: str) -> float | None:
         return float(exp) if isinstance(exp, (int, float)) else None
     except (IndexError, ValueError, AttributeError):
         return None
-
-
-def _error_parts(body: Any) -> tuple[str, str] | None:
-    """(code, message) of an error envelope (§2.5) or of the ``{"error":kind,"message"}`` auth/guard shape."""
-    if not isinstance(body, Mapping):
-        return None
-    err = body.get("error")
-    if isinstance(err, Mapping):
-        return str(err.get("code", "UNKNOWN")), str(err.get("message", ""))
-    if isinstance(err, str):
-        return err, str(body.get("message", ""))
-    return None
-
-
-def _body_json(resp: httpx.Response) -> tuple[Any, bool]:
-    try:
-        return resp.json(), True
-    except (ValueError, UnicodeDecodeError):
-        return None, False
-
-
-def _sql_error(resp: httpx.Response, sql: str | None, cls: type[SqlError] = SqlError) -> SqlError:
-    """The :class:`SqlError` describing a response that is not a success."""
-    body, ok = _body_json(resp)
-    if not ok:
-        head = resp.content[:200]
-        return cls(
-            resp.status_code,
-            "NON_JSON_BODY",
-            f"{resp.request.method} {resp.request.url} answered HTTP {resp.status_code} with a body that is "
-            f"not JSON (first 200 bytes: {head!r}); is a proxy or another service on this port?",
-            sql,
-        )
-    parts = _error_parts(body)
-    if parts is None:
-        return cls(
-            resp.status_code,
-            "UNEXPECTED_BODY",
-            f"{resp.request.method} {resp.request.url} answered HTTP {resp.status_code} with JSON that is "
-            f"neither a success nor an error envelope: {str(body)[:200]}",
-            sql,
-            body,
-        )
-    code, message = parts
-    return cls(resp.status_code, code, message, sql, body)
-
-
-def _sql_response(resp: httpx.Response, sql: str) -> SqlResponse:
-    """The decoded answer of ``POST /v1/api/sql``; :class:`SqlError` unless it is a success envelope."""
-    data, ok = _body_json(resp)
-    if resp.status_code != 200 or not ok or not isinstance(data, Mapping) or data.get("status") != "success":
-        raise _sql_error(resp, sql)
-    return decode_sql_response(data)
-
-
-def transport_error(kind: str, method: str, url: str, exc: BaseException, timeout: float) -> TransportError:
-    """The :class:`TransportError` for a request that got no answer: ``kind`` is ``timeout`` (none within
-    ``timeout``), ``connect`` (no connection) or ``reset`` (the connection closed under it)."""
-    if kind == "timeout":
-        return TransportError(
-            f"{method} {url}: no answer within {timeout:g}s ({type(exc).__name__}); the server "
-            "is overloaded, stuck, or the request is very slow — raise the client timeout if expected"
-        )
-    if kind == "connect":
-        return TransportError(
-            f"{method} {url}: cannot connect ({exc}); is the server running and listening there?"
-        )
-    return TransportError(
-        f"{method} {url}: connection reset or closed by the server ({exc}); did it crash or restart?"
-    )
-
-
-#: seconds an idle keep-alive connection is kept by the client (below the servers' 5 s)
-KEEPALIVE_EXPIRY_S = 2.0
 
 
 @functools.lru_cache(maxsize=1)
@@ -355,7 +287,7 @@ class KalamClient:
             if resp.status_code != 429:
                 return resp
             if attempt >= self.max_retries:
-                err = _sql_error(resp, sql, RateLimited)
+                err = sql_error(resp, sql, RateLimited)
                 raise RateLimited(
                     429,
                     err.code,
@@ -386,7 +318,7 @@ class KalamClient:
         self._ensure_fresh_token()
         resp = self._send(method, path, json_body=json_body, headers=self._auth_headers(), sql=sql)
         if resp.status_code == 401 and self._refresh_token is not None:
-            parts = _error_parts(_body_json(resp)[0])
+            parts = error_parts(body_json(resp)[0])
             if parts is not None and parts[0] == "TOKEN_EXPIRED":
                 self._refresh()
                 resp = self._send(method, path, json_body=json_body, headers=self._auth_headers(), sql=sql)
@@ -405,7 +337,7 @@ class KalamClient:
             self._refresh_margin = min(60.0, lifetime / 10)
 
     def _accept_tokens(self, resp: httpx.Response, what: str) -> None:
-        body, ok = _body_json(resp)
+        body, ok = body_json(resp)
         token = body.get("access_token") if ok and isinstance(body, Mapping) else None
         if not isinstance(token, str) or not token:
             raise AuthError(
@@ -425,7 +357,7 @@ class KalamClient:
         self._http.cookies.clear()
 
     def _auth_refused(self, resp: httpx.Response, what: str) -> AuthError:
-        err = _sql_error(resp, None)
+        err = sql_error(resp, None)
         hint = {
             401: "check the user name and password (5 consecutive failures lock the account for 15 minutes)",
             403: "the server refuses this login from a non-loopback address",
@@ -465,7 +397,7 @@ class KalamClient:
         if resp.status_code != 200:
             # 403 for remote callers, 404 on servers without the endpoint: fall through to login.
             return False
-        body, ok = _body_json(resp)
+        body, ok = body_json(resp)
         return bool(ok and isinstance(body, Mapping) and body.get("needs_setup"))
 
     def _setup(self, root_password: str) -> None:
@@ -483,7 +415,7 @@ class KalamClient:
         if resp.status_code == 200:
             self.setup_credentials = (SETUP_DBA_USER, dba_password)
             return
-        err = _sql_error(resp, None)
+        err = sql_error(resp, None)
         if resp.status_code == 409 and err.code == "already_configured":
             return  # someone else set it up meanwhile; login decides whether our password is right
         raise AuthError(
@@ -498,9 +430,9 @@ class KalamClient:
     def health(self) -> dict[str, Any]:
         """``GET /health``: ``{"status":"healthy","version":...}`` (§1.6)."""
         resp = self._send("GET", HEALTH_PATH)
-        body, ok = _body_json(resp)
+        body, ok = body_json(resp)
         if resp.status_code != 200 or not ok or not isinstance(body, dict):
-            raise _sql_error(resp, None)
+            raise sql_error(resp, None)
         return body
 
     def execute(
@@ -517,7 +449,7 @@ class KalamClient:
         if namespace is not None:
             body["namespace_id"] = namespace
         resp = self._authed("POST", SQL_PATH, json_body=body, sql=sql)
-        return _sql_response(resp, sql)
+        return sql_response(resp, sql)
 
     @staticmethod
     def render_execute_as(user_id: str, sql: str) -> str:
@@ -553,7 +485,15 @@ class KalamClient:
         return self._send_ahead(sql, idempotent)
 
     def _send_ahead(self, sql: str, idempotent: bool = True) -> Pending[SqlResponse]:
-        return send_sql_ahead(self, sql, idempotent)
+        return send_sql_ahead(
+            self._raw,
+            self.base_url,
+            sql,
+            self._auth_headers(),
+            self.timeout,
+            lambda: self.execute(sql),
+            idempotent,
+        )
 
     def submit_read_all(
         self,
