@@ -80,8 +80,8 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parse(argv)
+def _checked(args: argparse.Namespace) -> tuple[list[str], int] | int:
+    """(faults, flush delay in ms) from the flags and the environment, or the exit status 2 after the message."""
     faults = list(args.fault)
     env_faults = os.environ.get("KALAMMODEL_FAULTS", "")
     faults += [f.strip() for f in env_faults.split(",") if f.strip()]
@@ -113,6 +113,37 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    return faults, delay
+
+
+async def _serve(server: uvicorn.Server, args: argparse.Namespace, spawned_by: int) -> None:
+    """Serve; print the listening line once started; stop when ``--exit-with-parent``'s process is gone."""
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            await task
+            return
+        await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    print(f"kalammodel-server listening on http://{args.host}:{port}", flush=True)
+    if args.exit_with_parent is not None:
+        while not task.done():
+            # the parent's pid could be reused after it died; its children's parent pid changes at once
+            pid = args.exit_with_parent
+            if not _alive(pid) or (pid == spawned_by and os.getppid() != pid):
+                print(f"process {args.exit_with_parent} is gone: stopping", file=sys.stderr, flush=True)
+                server.should_exit = True
+                break
+            await asyncio.wait({task}, timeout=PARENT_POLL_S)
+    await task
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    checked = _checked(args)
+    if isinstance(checked, int):
+        return checked
+    faults, delay = checked
     root_pw = (
         args.root_password if args.root_password is not None else os.environ.get("KALAMDB_ROOT_PASSWORD")
     )
@@ -150,31 +181,9 @@ def main(argv: list[str] | None = None) -> int:
         ws_ping_interval=None,
     )
     server = uvicorn.Server(config)
-
     spawned_by = os.getppid()
-
-    async def serve() -> None:
-        task = asyncio.create_task(server.serve())
-        while not server.started:
-            if task.done():
-                await task
-                return
-            await asyncio.sleep(0.01)
-        port = server.servers[0].sockets[0].getsockname()[1]
-        print(f"kalammodel-server listening on http://{args.host}:{port}", flush=True)
-        if args.exit_with_parent is not None:
-            while not task.done():
-                # the parent's pid could be reused after it died; its children's parent pid changes at once
-                pid = args.exit_with_parent
-                if not _alive(pid) or (pid == spawned_by and os.getppid() != pid):
-                    print(f"process {args.exit_with_parent} is gone: stopping", file=sys.stderr, flush=True)
-                    server.should_exit = True
-                    break
-                await asyncio.wait({task}, timeout=PARENT_POLL_S)
-        await task
-
     try:
-        asyncio.run(serve())
+        asyncio.run(_serve(server, args, spawned_by))
     except KeyboardInterrupt:
         pass
     if not server.started:

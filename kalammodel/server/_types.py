@@ -6,15 +6,17 @@ These are the engine hooks' argument and result types (docs/ARCHITECTURE.md "Eng
 - ``LivePlan``: a validated live query (§10.5).
 - ``LiveError``: a refused subscription, with a §10.4 error code.
 - ``ChangeEvent``: one committed row change (one per row, in commit order).
+- ``LiveEngine``: the hooks themselves, as ``_ws.py`` and ``_live.py`` call them (``Engine`` provides them).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import attrs
 
-__all__ = ["ChangeEvent", "LiveError", "LivePlan", "Principal"]
+__all__ = ["ChangeEvent", "LiveEngine", "LiveError", "LivePlan", "Principal"]
 
 
 @attrs.frozen
@@ -71,3 +73,19 @@ class ChangeEvent:
     new_row: dict[str, Any]
     old_row: dict[str, Any] | None
     seq: int
+
+
+class LiveEngine(Protocol):
+    """The engine hooks of docs/ARCHITECTURE.md ("Engine hooks used by _ws.py")."""
+
+    def verify_token(self, token: str) -> Principal:
+        """The principal of a bearer access token; raises on a bad token."""
+
+    def plan_subscription(self, principal: Principal, sql: str) -> LivePlan:
+        """A validated live query; raises ``LiveError(code, message)``."""
+
+    def live_rows(self, plan: LivePlan) -> list[dict[str, Any]]:
+        """Visible rows of the plan's scope, full dicts incl. ``_seq``/``_deleted``, ascending ``_seq``."""
+
+    def add_change_listener(self, callback: Callable[[ChangeEvent], None]) -> None:
+        """Call ``callback(event)`` after each committed row change."""

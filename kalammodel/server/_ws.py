@@ -2,24 +2,10 @@
 
 One connection = three tasks: a reader (client frames, handled one at a time, as KalamDB does), a writer
 (every server frame goes through one queue, so replies and change events keep their order) and a watchdog
-(auth timeout, heartbeat timeout). Changes reach subscriptions through a ``LiveHub`` per engine:
+(auth timeout, heartbeat timeout). Subscriptions, their snapshot batches, change payloads and the ``LiveHub``
+that routes the engine's changes to them are ``_live.py``; this module owns connections and client messages.
 
-    engine thread ──ChangeEvent──▶ LiveHub._on_change ──call_soon_threadsafe──▶ LiveHub._dispatch (event loop)
-         (numbered under a lock: FIFO)                           │ scope, filter (_live_filter), payload
-                                                                 ▼
-                                  _Subscription.deliver ──▶ buffer (snapshot loading) or connection queue
-
-Snapshot rules (``live:manager/queries_manager.rs``, ``live:helpers/initial_data.rs``): the boundary is the
-largest ``_seq`` of the rows the subscription sees when it starts (0 when none); batches are pulled with
-``next_batch`` and always read rows with ``since < _seq <= boundary``; while loading, changes at or below the
-boundary are dropped and later ones buffered, then sent sorted by ``_seq`` after the last batch.
-
-Change payloads follow ``live:notification.rs``: insert ``rows=[row]``, update ``rows=[delta]`` +
-``old_values=[changed old values]``, soft delete ``old_values=[tombstone]``, STREAM hard delete
-``old_values=[{"row_id": "<owner>:<seq>"}]`` (``{}`` under a column projection, as in KalamDB).
-
-Faults (``_faults.py``) implemented here: ``live_cross_user``, ``snapshot_has_more_early``,
-``live_delete_missing``, ``from_seq_replays``.
+Faults (``_faults.py``) implemented here: ``from_seq_replays`` (the others of the live layer are in ``_live.py``).
 
 Serve it with uvicorn's ``ws=LivenessWebSocketProtocol`` so that ping frames count as liveness; without it the
 heartbeat timeout is not enforced (ASGI does not show pings to the application). Limits come from
@@ -29,23 +15,19 @@ heartbeat timeout is not enforced (ASGI does not show pings to the application).
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import decimal
 import gzip
 import json
 import logging
-import math
-import struct
-import threading
 import time
-from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
 from starlette.websockets import WebSocket
 
-from ._live_filter import FilterError, matches
+from ._live import LiveHub, Subscription, hub_for, table_fields
+from ._types import LiveEngine, Principal
 
 try:  # written by the engine's author; every fault is off when it is missing
     from ._faults import active as _fault_active
@@ -55,11 +37,6 @@ except ImportError:  # pragma: no cover
         return False
 
 
-try:  # the engine's JSON cell writer (§2.4) over its canonical values: HTTP and WS then agree
-    from ._values import cell as _engine_cell
-except ImportError:  # pragma: no cover
-    _engine_cell = None  # type: ignore[assignment]
-
 try:  # uvicorn's default WebSocket protocol, subclassed to see ping frames (see LivenessWebSocketProtocol)
     from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 except ImportError:  # pragma: no cover
@@ -68,10 +45,8 @@ except ImportError:  # pragma: no cover
 __all__ = [
     "DEFAULT_SETTINGS",
     "LIVENESS_SCOPE_KEY",
-    "LiveHub",
     "LivenessWebSocketProtocol",
     "WsSettings",
-    "encode_cell",
     "websocket_endpoint",
 ]
 
@@ -79,7 +54,6 @@ log = logging.getLogger("kalammodel.server.ws")
 
 AUTH_TIMEOUT_MESSAGE = "Authentication timeout - no auth message received within 3 seconds"
 MAX_ROWS_PER_BATCH = 1000  # default batch_size (commons:websocket.rs)
-MAX_BUFFERED_PER_SUBSCRIPTION = 1024  # live:models/connection.rs; the oldest buffered change is dropped
 LIVENESS_SCOPE_KEY = "kalammodel.ws_liveness"
 _CLOSE_REASON_LIMIT = 123  # bytes a WebSocket close reason may hold
 
@@ -108,386 +82,6 @@ def _settings_for(app: Any) -> WsSettings:
     settings = getattr(app.state, "ws_settings", None)
     return settings if isinstance(settings, WsSettings) else DEFAULT_SETTINGS
 
-
-# ---------------------------------------------------------------------------------------------------------------
-# Cell encoding (§2.4)
-
-
-def _f32(value: float) -> float:
-    """A FLOAT (f32) widened to f64 the way KalamDB prints it: 45.67 -> 45.66999816894531."""
-    value = float(value)
-    if math.isnan(value) or math.isinf(value):
-        return value
-    return float(struct.unpack("<f", struct.pack("<f", value))[0])
-
-
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
-
-
-def _micros(value: Any) -> Any:
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=dt.timezone.utc)
-        delta = value - _EPOCH
-        return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-    if isinstance(value, dt.time):
-        return ((value.hour * 60 + value.minute) * 60 + value.second) * 1_000_000 + value.microsecond
-    if isinstance(value, dt.date):
-        return (value - _EPOCH.date()).days
-    return value
-
-
-def encode_cell(value: Any, data_type: Any) -> Any:
-    """One cell as KalamDB writes it in JSON (§2.4), given the column's ``data_type`` (None: guess from value)."""
-    if value is None:
-        return None
-    if data_type is not None and _engine_cell is not None:
-        return _engine_cell(data_type, value)
-    if isinstance(data_type, Mapping):
-        if "Decimal" in data_type:
-            scale = int(data_type["Decimal"].get("scale", 0))
-            return f"{decimal.Decimal(str(value)):.{scale}f}"
-        if "Embedding" in data_type:
-            return [_f32(v) for v in value]
-        data_type = None
-    if data_type == "BigInt":
-        return str(int(value))
-    if data_type in ("Int", "SmallInt"):
-        return int(value)
-    if data_type == "Double":
-        return float(value)
-    if data_type == "Float":
-        return _f32(value)
-    if data_type == "Boolean":
-        return bool(value)
-    if data_type in ("Timestamp", "DateTime", "Date", "Time"):
-        return _micros(value)
-    if data_type == "Json":
-        return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
-    if data_type == "Bytes":
-        return list(bytes.fromhex(value) if isinstance(value, str) else bytes(value))
-    if data_type in ("Text", "Uuid"):
-        return str(value)
-    # unknown type: keep what JSON can carry
-    if isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return list(bytes(value))
-    if isinstance(value, (dt.date, dt.time)):
-        return _micros(value)
-    if isinstance(value, (list, tuple)):
-        return list(value)
-    return str(value)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Subscriptions
-
-
-def _is_star(plan: Any) -> bool:
-    """``SELECT *``: the ack schema then lists the system columns (which cannot be projected explicitly)."""
-    names = [f.get("name") for f in (plan.schema or [])]
-    return "_seq" in names or "_seq" in list(plan.columns or [])
-
-
-def _table_fields(engine: Any, plan: Any) -> list[dict[str, Any]]:
-    """Schema fields of every column of the plan's table: types and the PK even when they are not projected.
-
-    Read from ``LivePlan.table_schema`` when the engine provides it, else from the engine's table catalogue
-    (``engine.tables[table_id].columns``), else only the ack schema is known.
-    """
-    fields = getattr(plan, "table_schema", None)
-    if fields:
-        return list(fields)
-    try:
-        table = engine.tables.get(plan.table_id)
-        return [c.field(i) for i, c in enumerate(table.columns)] if table is not None else []
-    except Exception:  # noqa: BLE001 - an engine without that catalogue: fall back to the ack schema
-        return []
-
-
-def _column_types(plan: Any, table_fields: list[dict[str, Any]]) -> dict[str, Any]:
-    types: dict[str, Any] = {"_seq": "BigInt", "_deleted": "Boolean"}
-    for field in [*table_fields, *(plan.schema or [])]:
-        types[field["name"]] = field.get("data_type")
-    return types
-
-
-def _pk_columns(plan: Any, table_fields: list[dict[str, Any]]) -> list[str]:
-    explicit = getattr(plan, "pk_columns", None)
-    if explicit:
-        return list(explicit)
-    for source in (table_fields, plan.schema):
-        pks = [f["name"] for f in source or [] if "pk" in (f.get("flags") or [])]
-        if pks:
-            return pks
-    return []
-
-
-@attrs.define(eq=False)
-class _Page:
-    rows: list[dict[str, Any]]
-    has_more: bool
-    last_seq: int | None
-
-
-@attrs.define(eq=False)
-class _Subscription:
-    """One live query of one connection (``SubscriptionState`` + its flow control in KalamDB)."""
-
-    id: str
-    conn: _Connection
-    plan: Any
-    user_id: str
-    options: dict[str, Any] | None
-    batch_size: int
-    table_fields: list[dict[str, Any]] = attrs.field(factory=list)
-    cutoff: int = 0  # hub events numbered <= cutoff were committed before this subscription existed
-    loading: bool = False
-    boundary: int | None = None  # snapshot_end_seq
-    batch_num: int = 0
-    buffer: deque[tuple[int | None, dict[str, Any]]] = attrs.field(factory=deque)
-    closed: bool = False
-    star: bool = attrs.field(init=False)
-    types: dict[str, Any] = attrs.field(init=False)
-    pk: list[str] = attrs.field(init=False)
-    kind: str = attrs.field(init=False)
-    decimals: frozenset[str] = attrs.field(init=False)
-
-    def __attrs_post_init__(self) -> None:
-        self.star = _is_star(self.plan)
-        self.types = _column_types(self.plan, self.table_fields)
-        self.decimals = frozenset(
-            k for k, t in self.types.items() if isinstance(t, Mapping) and "Decimal" in t
-        )
-        self.pk = _pk_columns(self.plan, self.table_fields)
-        self.kind = str(self.plan.kind).upper()
-
-    # -- filtering and projection ----------------------------------------------------------------------------
-
-    def matches(self, row: Mapping[str, Any]) -> bool:
-        if self.plan.where is None:
-            return True
-        if self.decimals:  # canonical DECIMAL values are strings; the filter compares them as numbers
-            row = {
-                k: decimal.Decimal(v) if k in self.decimals and isinstance(v, str) else v
-                for k, v in row.items()
-            }
-        return matches(self.plan.where, row, self.user_id)
-
-    def _output_columns(self, row: Mapping[str, Any]) -> list[str]:
-        if self.star:
-            has_deleted = "_deleted" in {f.get("name") for f in self.plan.schema or []}
-            return [
-                k
-                for k in row
-                if k != "_commit_seq" and not k.startswith("__") and (k != "_deleted" or has_deleted)
-            ]
-        cols = [c for c in self.plan.columns if c in row]
-        if "_seq" in row and "_seq" not in cols:
-            cols.append("_seq")
-        return cols
-
-    def encode_row(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        return {c: encode_cell(row[c], self.types.get(c)) for c in self._output_columns(row)}
-
-    def update_delta(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[dict, dict]:
-        """``project_update_delta``: new = _seq, PK, non-null user columns; old = _seq, PK, changed columns."""
-        new_out: dict[str, Any] = {}
-        old_out: dict[str, Any] = {}
-        for key in ["_seq", *self.pk]:
-            if key in new:
-                new_out[key] = encode_cell(new[key], self.types.get(key))
-            if key in old:
-                old_out[key] = encode_cell(old[key], self.types.get(key))
-        names = self._output_columns(new) if self.star else list(self.plan.columns)
-        for col in names:
-            if col.startswith("_") or col in self.pk:
-                continue
-            if col in new and new[col] is not None:
-                new_out[col] = encode_cell(new[col], self.types.get(col))
-            if col in old and col in new and old[col] != new[col]:
-                old_out[col] = encode_cell(old[col], self.types.get(col))
-        return new_out, old_out
-
-    def change_message(self, event: Any) -> tuple[dict[str, Any], int | None] | None:
-        """The ``change`` message this subscription gets for ``event`` and its seq, or None when filtered."""
-        kind = event.change_type
-        if kind == "delete" and _fault_active("live_delete_missing"):
-            return None
-        base: dict[str, Any] = {"type": "change", "subscription_id": self.id, "change_type": kind}
-        if kind == "delete" and self.kind == "STREAM":
-            # hard delete: KalamDB sends only the storage row id, without _seq; a WHERE clause cannot be
-            # evaluated on it (the columns are missing) so filtered subscriptions never see it
-            source = event.old_row or event.new_row or {}
-            seq = source.get("_seq", event.seq)
-            hard = {"row_id": f"{event.owner}:{seq}"}
-            if self.plan.where is not None:
-                return None
-            base["old_values"] = [hard if self.star else {}]
-            return base, None
-        try:
-            if not self.matches(event.new_row):
-                return None
-        except FilterError as exc:
-            log.debug("filter of subscription %s skipped a change: %s", self.id, exc)
-            return None
-        if kind == "insert":
-            base["rows"] = [self.encode_row(event.new_row)]
-        elif kind == "update":
-            new_out, old_out = self.update_delta(event.old_row or event.new_row, event.new_row)
-            base["rows"] = [new_out]
-            base["old_values"] = [old_out]
-        else:
-            base["old_values"] = [self.encode_row(event.new_row)]
-        return base, event.seq
-
-    # -- snapshot --------------------------------------------------------------------------------------------
-
-    def visible(
-        self, rows: list[dict[str, Any]], since: int | None, until: int | None
-    ) -> list[dict[str, Any]]:
-        out = []
-        for row in rows:
-            seq = row.get("_seq")
-            if seq is None or row.get("_deleted"):
-                continue
-            if since is not None and seq <= since:
-                continue
-            if until is not None and seq > until:
-                continue
-            try:
-                if not self.matches(row):
-                    continue
-            except FilterError as exc:
-                log.debug("filter of subscription %s skipped a snapshot row: %s", self.id, exc)
-                continue
-            out.append(row)
-        out.sort(key=lambda r: r["_seq"])
-        return out
-
-    def page(
-        self, rows: list[dict[str, Any]], since: int | None, limit: int, fetch_last: bool = False
-    ) -> _Page:
-        """One initial-data batch: rows with ``since < _seq <= boundary`` (``fetch_initial_data``)."""
-        if limit <= 0:
-            return _Page([], False, None)
-        candidates = self.visible(rows, since, self.boundary)
-        if fetch_last:
-            chosen, has_more = candidates[-limit:], False
-        else:
-            chosen = candidates[:limit]
-            has_more = len(candidates) > limit
-            if _fault_active("snapshot_has_more_early"):
-                has_more = len(candidates) > 2 * limit
-        last_seq = int(chosen[-1]["_seq"]) if chosen else None
-        return _Page([self.encode_row(r) for r in chosen], has_more, last_seq)
-
-    # -- delivery (event loop only) --------------------------------------------------------------------------
-
-    def set_boundary(self, boundary: int) -> None:
-        self.boundary = boundary
-        self.buffer = deque((s, m) for s, m in self.buffer if s is None or s > boundary)
-
-    def deliver(self, message: dict[str, Any], seq: int | None) -> None:
-        if self.closed:
-            return
-        if self.loading:
-            if self.boundary is not None and seq is not None and seq <= self.boundary:
-                return  # already part of the snapshot
-            if len(self.buffer) >= MAX_BUFFERED_PER_SUBSCRIPTION:
-                self.buffer.popleft()
-            self.buffer.append((seq, message))
-            return
-        self.conn.send(message)
-
-    def complete_initial_load(self) -> None:
-        self.loading = False
-        pending = sorted(self.buffer, key=lambda item: (item[0] is None, item[0] or 0))
-        self.buffer.clear()
-        for _seq, message in pending:
-            self.conn.send(message)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Fan-out
-
-
-class LiveHub:
-    """Routes the engine's committed changes to the subscriptions of every connection (one per engine)."""
-
-    def __init__(self, engine: Any, loop: asyncio.AbstractEventLoop):
-        self.engine = engine
-        self.loop = loop
-        self._lock = threading.Lock()
-        self._counter = 0
-        self._by_table: dict[str, dict[int, _Subscription]] = {}
-        self._per_user: dict[str, int] = {}
-        engine.add_change_listener(self._on_change)
-
-    def _on_change(self, event: Any) -> None:
-        """The engine's listener: any thread, right after a commit. Numbers the event and hands it over."""
-        with self._lock:
-            self._counter += 1
-            if not self._by_table.get(event.table_id):
-                return
-            try:
-                self.loop.call_soon_threadsafe(self._dispatch, self._counter, event)
-            except RuntimeError:  # the loop is closed: the server is shutting down
-                pass
-
-    def _dispatch(self, number: int, event: Any) -> None:
-        for sub in list(self._by_table.get(event.table_id, {}).values()):
-            if sub.closed or number <= sub.cutoff:
-                continue
-            if sub.kind == "SHARED":
-                pass
-            elif sub.plan.owner != event.owner and not (
-                sub.kind == "USER" and _fault_active("live_cross_user")
-            ):
-                continue
-            try:
-                built = sub.change_message(event)
-            except Exception:  # noqa: BLE001 - one bad row must not stop the fan-out to the others
-                log.exception("could not build the change for subscription %s", sub.id)
-                continue
-            if built is not None:
-                sub.deliver(*built)
-
-    def user_subscriptions(self, user_id: str) -> int:
-        return self._per_user.get(user_id, 0)
-
-    def register(self, sub: _Subscription) -> None:
-        with self._lock:
-            sub.cutoff = self._counter
-            self._by_table.setdefault(sub.plan.table_id, {})[id(sub)] = sub
-            self._per_user[sub.user_id] = self._per_user.get(sub.user_id, 0) + 1
-
-    def unregister(self, sub: _Subscription) -> None:
-        with self._lock:
-            sub.closed = True
-            subs = self._by_table.get(sub.plan.table_id)
-            if subs is not None and subs.pop(id(sub), None) is not None:
-                if not subs:
-                    del self._by_table[sub.plan.table_id]
-                left = self._per_user.get(sub.user_id, 0) - 1
-                if left > 0:
-                    self._per_user[sub.user_id] = left
-                else:
-                    self._per_user.pop(sub.user_id, None)
-
-
-def _hub_for(app: Any) -> LiveHub:
-    """The app's hub, created in the running loop at the first connection (and again for a new engine/loop)."""
-    engine = app.state.engine
-    loop = asyncio.get_running_loop()
-    hub = getattr(app.state, "live_hub", None)
-    if not isinstance(hub, LiveHub) or hub.engine is not engine or hub.loop is not loop:
-        if isinstance(hub, LiveHub) and hasattr(hub.engine, "remove_change_listener"):
-            hub.engine.remove_change_listener(hub._on_change)
-        hub = LiveHub(engine, loop)
-        app.state.live_hub = hub
-    return hub
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -534,10 +128,10 @@ class _Connection:
         self.hub = hub
         self.compress = compress
         self.out: asyncio.Queue[str | bytes | _Close] = asyncio.Queue()
-        self.principal: Any = None
+        self.principal: Principal | None = None
         self.protocol: dict[str, str] = {"serialization": "json", "compression": "gzip"}
         self.auth_started = False
-        self.subs: dict[str, _Subscription] = {}
+        self.subs: dict[str, Subscription] = {}
         self.connected_at = time.monotonic()
         self.last_activity = self.connected_at
         self.liveness: _Liveness | None = websocket.scope.get(LIVENESS_SCOPE_KEY)
@@ -722,7 +316,7 @@ async def _call(fn: Callable[..., Any], *args: Any) -> Any:
     return await asyncio.to_thread(fn, *args)
 
 
-async def _authenticate(conn: _Connection, engine: Any, token: str, protocol: dict[str, str]) -> None:
+async def _authenticate(conn: _Connection, engine: LiveEngine, token: str, protocol: dict[str, str]) -> None:
     try:
         principal = await _call(engine.verify_token, token)
     except Exception as exc:  # noqa: BLE001 - any refusal is "Invalid credentials", as in KalamDB
@@ -737,6 +331,7 @@ async def _authenticate(conn: _Connection, engine: Any, token: str, protocol: di
 
 def _send_auth_success(conn: _Connection) -> None:
     principal = conn.principal
+    assert principal is not None  # sent only once authenticated
     conn.send(
         {
             "type": "auth_success",
@@ -747,14 +342,16 @@ def _send_auth_success(conn: _Connection) -> None:
     )
 
 
-async def _subscribe(conn: _Connection, engine: Any, request: dict[str, Any]) -> None:
+async def _subscribe(conn: _Connection, engine: LiveEngine, request: dict[str, Any]) -> None:
     settings = conn.settings
     sub_id: str = request["id"]
     options: dict[str, Any] | None = request.get("options")
     if not sub_id.strip():
         conn.error("invalid_subscription", "INVALID_SUBSCRIPTION_ID", "Subscription ID cannot be empty")
         return
-    user_id = conn.principal.user_id
+    principal = conn.principal
+    assert principal is not None  # _handle_text subscribes only once authenticated
+    user_id = principal.user_id
     if conn.hub.user_subscriptions(user_id) >= settings.max_subscriptions_per_user:
         conn.error(sub_id, "SUBSCRIPTION_LIMIT_EXCEEDED", "Maximum subscriptions reached")
         return
@@ -771,7 +368,7 @@ async def _subscribe(conn: _Connection, engine: Any, request: dict[str, Any]) ->
         )
         return
     try:
-        plan = await _call(engine.plan_subscription, conn.principal, request["sql"])
+        plan = await _call(engine.plan_subscription, principal, request["sql"])
     except Exception as exc:  # noqa: BLE001 - LiveError carries its §10.4 code; anything else failed
         code = getattr(exc, "code", None) or "SUBSCRIPTION_FAILED"
         conn.error(sub_id, str(code), str(getattr(exc, "message", exc)))
@@ -785,8 +382,8 @@ async def _subscribe(conn: _Connection, engine: Any, request: dict[str, Any]) ->
     previous = conn.subs.pop(sub_id, None)
     if previous is not None:  # KalamDB replaces a subscription registered again under the same id
         conn.hub.unregister(previous)
-    fields = _table_fields(engine, plan)
-    sub = _Subscription(sub_id, conn, plan, user_id, options, batch_size, fields, loading=options is not None)
+    fields = table_fields(engine, plan)
+    sub = Subscription(sub_id, conn, plan, user_id, options, batch_size, fields, loading=options is not None)
     conn.hub.register(sub)
     conn.subs[sub_id] = sub
     if options is None:
@@ -825,7 +422,7 @@ async def _subscribe(conn: _Connection, engine: Any, request: dict[str, Any]) ->
         sub.complete_initial_load()
 
 
-def _ack(sub: _Subscription, control: dict[str, Any]) -> dict[str, Any]:
+def _ack(sub: Subscription, control: dict[str, Any]) -> dict[str, Any]:
     return {
         "type": "subscription_ack",
         "subscription_id": sub.id,
@@ -835,7 +432,7 @@ def _ack(sub: _Subscription, control: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def _next_batch(conn: _Connection, engine: Any, sub_id: str, last_seq_id: int | None) -> None:
+async def _next_batch(conn: _Connection, engine: LiveEngine, sub_id: str, last_seq_id: int | None) -> None:
     sub = conn.subs.get(sub_id)
     if sub is None:
         conn.error(sub_id, "BATCH_FETCH_FAILED", f"Subscription not found: {sub_id}")
@@ -863,7 +460,7 @@ async def _next_batch(conn: _Connection, engine: Any, sub_id: str, last_seq_id: 
         sub.complete_initial_load()
 
 
-async def _handle_text(conn: _Connection, engine: Any, text: str) -> None:
+async def _handle_text(conn: _Connection, engine: LiveEngine, text: str) -> None:
     settings = conn.settings
     if len(text) > settings.max_message_size // 4 and len(text.encode()) > settings.max_message_size:
         conn.error(
@@ -908,7 +505,7 @@ async def _handle_text(conn: _Connection, engine: Any, text: str) -> None:
             conn.hub.unregister(sub)
 
 
-async def _read(conn: _Connection, engine: Any) -> None:
+async def _read(conn: _Connection, engine: LiveEngine) -> None:
     websocket = conn.websocket
     while not conn.closing:
         message = await websocket.receive()
@@ -945,7 +542,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     app = websocket.app
     engine = app.state.engine
     settings = _settings_for(app)
-    hub = _hub_for(app)
+    hub = hub_for(app)
     compress, header_protocol = _query_flags(websocket)
     await websocket.accept()
     conn = _Connection(websocket, settings, hub, compress)

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import sqlglot
 
+from kalammodel.server._live import encode_cell
 from kalammodel.server._live_filter import FilterError, matches
-from kalammodel.server._ws import encode_cell
 
 pytestmark = pytest.mark.embedded_only(reason="unit tests of the embedded live filter")
 
