@@ -29,7 +29,7 @@ from ._expect import (
     unexpected_rows,
 )
 from ._live import LiveChange, LiveModel, LiveOptions, LiveSub, live_filter_supported
-from ._model import Model, TableState
+from ._model import Model
 from ._predicates import (
     And,
     Between,
@@ -45,6 +45,7 @@ from ._predicates import (
     pred_from_data,
     pred_to_data,
 )
+from ._state import TableState
 from ._style import CANONICAL as CANONICAL_STYLE
 from ._style import SqlStyle
 from ._types import (

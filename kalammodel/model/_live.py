@@ -27,7 +27,8 @@ from ._predicates import And, Cmp, Like, Not, Or, Predicate
 from ._types import ColumnType, TableKind, canonical_json
 
 if TYPE_CHECKING:
-    from ._model import Model, TableState
+    from ._model import Model
+    from ._state import TableState
 
 __all__ = [
     "LiveChange",
@@ -221,7 +222,7 @@ class LiveModel:
             return None, "NOT_FOUND"
         role = model.role_of(actor)
         if table.kind is TableKind.SHARED:
-            from ._model import AccessLevel, _can_read_shared
+            from ._state import AccessLevel, _can_read_shared
 
             level = table.spec.access_level or AccessLevel.PRIVATE
             if not _can_read_shared(level, role):
@@ -360,7 +361,7 @@ class LiveModel:
                             )
                         )
             return out
-        from ._model import _same as _model_same
+        from ._state import _same as _model_same
 
         for owner, scope in table.scopes.items():
             for key, versions in scope.versions.items():
