@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from kalammodel.errors import Divergence
+
 if TYPE_CHECKING:
-    from kalammodel.errors import Divergence
     from kalammodel.steps import Step
 
     from .format import DivergenceRecord
@@ -31,7 +32,7 @@ def failing_step(
 ) -> Step | None:
     """The step the divergence happened at: the divergence's own step record, else the step at its index,
     else the last step."""
-    step = getattr(divergence, "step", None)  # a DivergenceRecord has no step record
+    step = divergence.step if isinstance(divergence, Divergence) else None  # a record keeps no step
     if step is not None and hasattr(step, "requests"):  # Divergence.step may be a description string
         return step
     if record.step_index is not None and 0 <= record.step_index < len(steps):
