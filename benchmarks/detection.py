@@ -46,7 +46,7 @@ def main() -> int:
         ap.error(f"unknown fault(s) {', '.join(unknown)}; known: {', '.join(CASES)}")
     if not live:
         skipped = [n for n, c in CASES.items() if c.live]
-        print(f"kalammodel.live is not available: skipping {', '.join(skipped)}", flush=True)
+        print(f"kalammodel.checks.live is not available: skipping {', '.join(skipped)}", flush=True)
 
     print(
         f"{'fault':32} {'found':>5} {'invariant(s)':28} {'t_first med/max s':>18} {'shrink med s':>12} "

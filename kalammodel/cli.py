@@ -192,30 +192,27 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from kalammodel.corpus import export_curl, export_pytest, export_sql, load_case
+    from kalammodel.corpus import EXPORTERS, load_case
 
     case = load_case(args.case)
-    renderers = {"sql": export_sql, "pytest": export_pytest, "curl": export_curl}
-    formats = EXPORT_FORMATS if args.format == "all" else (args.format,)
+    formats = tuple(EXPORTERS) if args.format == "all" else (args.format,)
     if args.out is None:
         if len(formats) > 1:
-            raise UsageError("--format all writes three files; give --out DIR for them")
-        sys.stdout.write(renderers[formats[0]](case))
+            raise UsageError(
+                f"--format all writes {len(formats)} files ({', '.join(formats)}); give --out DIR for them"
+            )
+        sys.stdout.write(EXPORTERS[formats[0]].render(case))
         return 0
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {str(out)!r} is a file; give a directory")
     out.mkdir(parents=True, exist_ok=True)
-    names = {
-        "sql": f"{case.name}.sql",
-        "pytest": f"test_{case.name.replace('-', '_')}.py",
-        "curl": f"{case.name}.sh",
-    }
     for fmt in formats:
-        target = out / names[fmt]
-        target.write_text(renderers[fmt](case), encoding="utf-8")
-        if fmt == "curl":
-            target.chmod(0o755)
+        exporter = EXPORTERS[fmt]
+        target = out / exporter.file_name(case)
+        target.write_text(exporter.render(case), encoding="utf-8")
+        if exporter.mode is not None:
+            target.chmod(exporter.mode)
         print(f"wrote {target}")
     return 0
 
@@ -224,26 +221,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from kalammodel.corpus import format_failure, load_case
+    from kalammodel.corpus import describe_case, load_case
 
-    case = load_case(args.case)
-    replays = case.replays
-    seen = f" ({replays.failed} of {replays.runs} replays failed)" if replays.runs else ""
-    print(f"case {case.path}")
-    print(
-        f"  signature:      {case.signature.invariant} / {case.signature.step_kind} / {case.signature.table_kind}"
-    )
-    print(f"  classification: {case.classification}{seen}")
-    print(
-        f"  server:         KalamDB {case.server_version or '(version unknown)'} {case.server_url or ''}".rstrip()
-    )
-    print(
-        f"  found:          {case.created_at} by kalammodel {case.kalammodel_version}, workload {case.workload}"
-    )
-    if replays.errors:
-        print(f"  replay errors:  {'; '.join(replays.errors)}")
-    print()
-    print(format_failure(case.steps, case.divergence, case.replay_command()))
+    print(describe_case(load_case(args.case)))
     return 0
 
 

@@ -16,6 +16,7 @@ import attrs
 import pytest
 
 from kalammodel import cli, corpus
+from kalammodel.corpus import format as case_format
 from kalammodel.errors import Divergence, TransportError, UsageError
 
 
@@ -65,8 +66,8 @@ def fake_steps(monkeypatch: pytest.MonkeyPatch) -> None:
         data = dict(data)
         return KINDS[data.pop("kind")](**data)
 
-    codec = corpus._Codec(lambda s: {"kind": s.kind, **attrs.asdict(s)}, from_data, KINDS)
-    monkeypatch.setattr(corpus, "_codec", lambda: codec)
+    codec = case_format.StepCodec(lambda s: {"kind": s.kind, **attrs.asdict(s)}, from_data, KINDS)
+    monkeypatch.setattr(case_format, "step_codec", lambda: codec)
 
 
 @attrs.frozen
@@ -122,7 +123,8 @@ def make_case(directory: Path, invariant: str = "isolation", table: str = "t1") 
         expected=[],
         actual=[[1]],
     )
-    return corpus.save_case(directory, steps, div, workload="chat").path
+    context = corpus.RunContext("km_x1", {"root": "system", "dba": "dba", "user1": "user", "user2": "user"})
+    return corpus.save_case(directory, steps, div, context=context, workload="chat").path
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from kalammodel.corpus import (
     FLAKY_MIN_RUNS,
     Case,
     CaseFileError,
+    RunContext,
     export_curl,
     export_pytest,
     export_sql,
@@ -34,6 +35,7 @@ from kalammodel.corpus import (
     replay_paths,
     save_case,
 )
+from kalammodel.corpus import format as case_format
 from kalammodel.errors import Divergence, UsageError
 
 # --------------------------------------------------------------------------------------------------- fakes
@@ -123,7 +125,7 @@ def from_data(data: dict[str, Any]) -> Any:
 
 @pytest.fixture(autouse=True)
 def fake_steps(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(corpus, "_codec", lambda: corpus._Codec(to_data, from_data, KINDS))
+    monkeypatch.setattr(case_format, "step_codec", lambda: case_format.StepCodec(to_data, from_data, KINDS))
 
 
 @attrs.frozen
@@ -164,6 +166,8 @@ STEPS = [
     Select("t1", actor="user2"),
 ]
 NS = "km_ab12cd"
+#: what the run that found the fake failures knows: its namespace and the roles of its actor pool
+CONTEXT = RunContext(NS, {"root": "system", "dba": "dba", "user1": "user", "user2": "user"})
 
 
 def divergence(steps: list[Any] = STEPS, invariant: str = "isolation", **kw: Any) -> Divergence:
@@ -182,7 +186,7 @@ def divergence(steps: list[Any] = STEPS, invariant: str = "isolation", **kw: Any
 
 
 def saved(directory: Path, steps: list[Any] = STEPS, **kw: Any) -> corpus.SavedCase:
-    return save_case(directory, steps, divergence(steps), target=None, workload="chat", **kw)
+    return save_case(directory, steps, divergence(steps), context=CONTEXT, workload="chat", **kw)
 
 
 def leftovers(directory: Path) -> list[str]:
@@ -207,6 +211,51 @@ def test_save_then_load_round_trips_the_case(tmp_path: Path) -> None:
     assert case.workload == "chat"
     assert case.classification == "deterministic"
     assert case.actors == {"root": "system", "dba": "dba", "user2": "user"}
+
+
+def test_from_data_mirrors_to_data(tmp_path: Path) -> None:
+    """Case.from_data(case.to_data()) is the same case, and its data the same data."""
+    case = saved(tmp_path).case
+    again = Case.from_data(case.to_data())
+    assert again == case
+    assert again.to_data() == case.to_data()
+
+
+def test_run_context_collects_what_target_and_pool_know() -> None:
+    """RunContext.collect reads the namespace, roles, version, public URL and every secret; nothing else."""
+
+    class Target:
+        base_url = "http://admin:urlpass99@127.0.0.1:8080/base?token=querytoken123"
+        root_password = "Root-Pa55-word!"
+        jwt_secret = "jwt-secret-0123456789abcdef"
+
+        def server_version(self) -> str:
+            return "0.4.3-rc.4"
+
+    class Pool:
+        identities = {"root": "system", "dba": "dba"}
+
+        def role(self, name: str) -> str:
+            return self.identities[name]
+
+        def password(self, name: str) -> str:
+            return "Root-Pa55-word!" if name == "root" else "Km-dba-secret-1!"
+
+    context = RunContext.collect(Target(), Pool(), NS, extra_secrets=["extra-secret"])
+    assert (context.namespace, dict(context.actors)) == (NS, {"root": "system", "dba": "dba"})
+    assert (context.server_version, context.public_url) == ("0.4.3-rc.4", "http://127.0.0.1:8080/base")
+    assert set(context.secrets) == {"Root-Pa55-word!", "Km-dba-secret-1!", "jwt-secret-0123456789abcdef",
+                                    "urlpass99", "token=querytoken123", "extra-secret"}  # fmt: skip
+    assert RunContext.collect(None, None, None) == RunContext()
+
+
+def test_without_a_context_nothing_is_guessed(tmp_path: Path) -> None:
+    """A case saved without a RunContext records no namespace, no roles and no server: none is guessed."""
+    case = load_case(save_case(tmp_path, STEPS, divergence(), workload="chat").path)
+    assert case.divergence.namespace is None
+    assert case.actors == {}
+    assert (case.server_version, case.server_url) == (None, None)
+    assert "ROLE user;" in export_sql(case) and "ROLE dba" not in export_sql(case)
 
 
 def test_case_file_carries_every_documented_field(tmp_path: Path) -> None:
@@ -246,7 +295,7 @@ def test_crash_during_replace_keeps_the_old_file(tmp_path: Path, monkeypatch: py
     def broken_replace(src: Any, dst: Any) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(corpus.os, "replace", broken_replace)
+    monkeypatch.setattr(os, "replace", broken_replace)
     with pytest.raises(OSError, match="No space left"):
         saved(tmp_path, [STEPS[0], STEPS[3]])
     assert first.path.read_bytes() == before
@@ -267,9 +316,9 @@ def test_same_signature_collapses_keeping_the_shorter_program(tmp_path: Path) ->
 def test_different_signatures_get_different_files(tmp_path: Path) -> None:
     """A different invariant or table kind is a different bug: a different file."""
     a = saved(tmp_path)
-    b = save_case(tmp_path, STEPS, divergence(invariant="uniqueness"), workload="chat")
+    b = save_case(tmp_path, STEPS, divergence(invariant="uniqueness"), workload="chat", context=CONTEXT)
     shared = [CreateTable("t1", "SHARED"), *STEPS[1:]]
-    c = save_case(tmp_path, shared, divergence(shared), workload="chat")
+    c = save_case(tmp_path, shared, divergence(shared), workload="chat", context=CONTEXT)
     assert len({a.path, b.path, c.path}) == 3
     assert load_case(c.path).signature.table_kind == "SHARED"
 
@@ -293,7 +342,7 @@ def test_expected_and_actual_become_json_safe(tmp_path: Path) -> None:
 
     expected = {"price": decimal.Decimal("1.50"), "blob": b"\x00\x01", "req": FakeRequest("root", "SELECT 1")}
     div = divergence(expected=expected, actual=(Opaque(), float("nan"), {1, 2}))
-    case = load_case(save_case(tmp_path, STEPS, div).path)
+    case = load_case(save_case(tmp_path, STEPS, div, context=CONTEXT).path)
     assert case.divergence.expected == {
         "price": "1.50",
         "blob": {"bytes_hex": "0001"},
@@ -332,13 +381,13 @@ def test_credentials_never_reach_the_case_file(tmp_path: Path) -> None:
             return self.identities[name]
 
     runner = ScriptedRunner(["fail", "pass", "fail"])
-    runner.pool = Pool()  # type: ignore[attr-defined]
-    runner.script = ["fail", "pass", "fail"]
     div = divergence(
         actual={"token": jwt, "auth": f"Bearer {jwt}", "note": f"login with {user_pw}"},
         request=f"ALTER USER 'x' SET PASSWORD '{user_pw}'",
     )
-    result = save_case(tmp_path, STEPS, div, target=Target(), workload="chat", runner=runner)
+    result = save_case(
+        tmp_path, STEPS, div, context=RunContext.collect(Target(), Pool(), NS), workload="chat", runner=runner
+    )
     text = result.path.read_text()
     for secret in (
         root_pw,
@@ -496,7 +545,7 @@ def case_dir(tmp_path: Path) -> Iterator[Path]:
     directory = tmp_path / "shrunk_cases"
     saved(directory)
     other = [CreateTable("t2", "SHARED"), Select("t2")]
-    save_case(directory, other, divergence(other, invariant="rbac"), workload="chat")
+    save_case(directory, other, divergence(other, invariant="rbac"), workload="chat", context=CONTEXT)
     yield directory
 
 
@@ -604,7 +653,7 @@ def test_export_sql_adds_the_check_request_that_diverged(tmp_path: Path) -> None
     div = divergence(
         step_index=2, request=f"SELECT id FROM {NS}.t1 ORDER BY id", actor="user2", step=STEPS[2]
     )
-    case = load_case(save_case(tmp_path, STEPS, div).path)
+    case = load_case(save_case(tmp_path, STEPS, div, context=CONTEXT).path)
     sql = export_sql(case)
     ns = f"kmcase_{case.fingerprint}"
     check = f"-- kalammodel's check after step #2\n-- as user2\nSELECT id FROM {ns}.t1 ORDER BY id;\n-- ^^^ DIVERGED"
@@ -615,7 +664,7 @@ def test_export_sql_adds_the_check_request_that_diverged(tmp_path: Path) -> None
 def test_export_sql_notes_steps_without_sql(tmp_path: Path) -> None:
     """A step that sends no SQL appears as a comment in order."""
     steps = [STEPS[0], Wait(2.0), STEPS[3]]
-    case = load_case(save_case(tmp_path, steps, divergence(steps)).path)
+    case = load_case(save_case(tmp_path, steps, divergence(steps), context=CONTEXT).path)
     sql = export_sql(case)
     assert "-- step #1: wait(2.0)\n--   (no SQL request" in sql
 
@@ -668,9 +717,9 @@ def test_public_names_are_sorted_and_exist() -> None:
 def test_saving_nothing_is_a_usage_error(tmp_path: Path) -> None:
     """save_case refuses an empty step list and a missing divergence with a clear message."""
     with pytest.raises(UsageError, match="empty step list"):
-        save_case(tmp_path, [], divergence())
+        save_case(tmp_path, [], divergence(), context=CONTEXT)
     with pytest.raises(UsageError, match="divergence"):
-        save_case(tmp_path, STEPS, None)
+        save_case(tmp_path, STEPS, None, context=CONTEXT)
     assert not os.listdir(tmp_path)
 
 
@@ -723,7 +772,7 @@ def test_runner_style_request_is_stored_as_sql(tmp_path: Path) -> None:
         request=f"[dba] EXECUTE AS USER 'user1' ({sql})",
         actor="dba as user1",
     )
-    case = load_case(save_case(tmp_path, STEPS, div).path)
+    case = load_case(save_case(tmp_path, STEPS, div, context=CONTEXT).path)
     assert case.divergence.request == f"EXECUTE AS USER 'user1' ({sql})"
     assert case.divergence.namespace == NS
     assert case.signature.step_kind == "insert"

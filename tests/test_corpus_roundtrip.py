@@ -24,6 +24,7 @@ except ImportError as exc:  # pragma: no cover - only while the runner is being 
     )
 
 from kalammodel.corpus import (
+    RunContext,
     export_curl,
     export_pytest,
     export_sql,
@@ -82,10 +83,12 @@ def clean() -> Iterator[_Side]:
 
 @pytest.fixture(scope="module")
 def saved_case(faulty: _Side, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    result = faulty.runner.run_steps(STEPS)
+    namespace = "km_roundtrip"
+    result = faulty.runner.run_steps(STEPS, namespace)
     assert not result.ok and result.divergence is not None, f"the planted {FAULT} did not diverge: {result}"
     directory = tmp_path_factory.mktemp("shrunk_cases")
-    return save_case(directory, STEPS, result.divergence, target=faulty.target, workload="default",
+    context = RunContext.collect(faulty.target, faulty.pool, result.divergence.namespace or namespace)
+    return save_case(directory, STEPS, result.divergence, context=context, workload="default",
                      runner=faulty.runner, replays=2)  # fmt: skip
 
 
@@ -155,3 +158,14 @@ def test_exported_pytest_fails_with_the_defect_and_passes_without(saved_case: An
     assert bad.returncode == 1, bad.stdout + bad.stderr
     good = _run_export(source, clean, tmp_path)
     assert good.returncode == 0, good.stdout + good.stderr
+
+
+def test_every_saved_case_reads_back_to_its_own_file() -> None:
+    """Each case in shrunk_cases/ loads, and writing it again gives the very data of its file."""
+    from kalammodel.corpus import case_files
+
+    corpus_dir = Path(__file__).resolve().parent.parent / "shrunk_cases"
+    files = case_files([corpus_dir])
+    assert files, f"no case files in {corpus_dir}"
+    for path in files:
+        assert load_case(path).to_data() == json.loads(path.read_text()), path.name

@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from kalammodel.corpus import (
+    RunContext,
     export_sql,
     format_failure,
     load_case,
@@ -95,8 +96,9 @@ def found(faulty: _Server, tmp_path_factory: pytest.TempPathFactory) -> tuple[An
         )
     assert failure is not None, f"the stateful test did not find {FAULT} within {budget.max_examples} examples"
     directory = tmp_path_factory.mktemp("cases")
+    context = RunContext.collect(faulty.target, faulty.pool, failure.divergence.namespace)
     saved = save_case(
-        directory, failure.steps, failure.divergence, target=faulty.target, workload=WORKLOAD,
+        directory, failure.steps, failure.divergence, context=context, workload=WORKLOAD,
         runner=faulty.runner, replays=3,
     )  # fmt: skip
     return failure, saved
@@ -183,7 +185,8 @@ def test_a_fault_that_fires_at_random_is_classified_flaky(flaky_server: _Server,
     runs = [runner.run_steps(steps) for _ in range(4)]
     failing = [r for r in runs if not r.ok]
     assert failing, "four runs never met the coin (seeded): the fault did not fire"
-    saved = save_case(tmp_path, steps, failing[0].divergence, target=flaky_server.target, workload="default",
+    context = RunContext.collect(flaky_server.target, flaky_server.pool, failing[0].divergence.namespace)
+    saved = save_case(tmp_path, steps, failing[0].divergence, context=context, workload="default",
                       runner=runner, replays=16)  # fmt: skip
     case = load_case(saved.path)
     assert case.classification == "flaky"

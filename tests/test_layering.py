@@ -40,7 +40,8 @@ LINT_IMPORTS = shutil.which("lint-imports", path=str(Path(sys.executable).parent
 #: must be named here (the contract is exhaustive), so a new top-level module cannot escape the rules.
 LAYERS = [
     "plugin | cli",
-    "targets : generation : corpus",
+    # reproduce: the helpers an exported pytest file imports (client and errors only)
+    "targets : generation : corpus : reproduce",
     # verdicts (the known-bugs registry) judges a divergence from the steps that led to it, like the checks
     "runner : checks : verdicts",
     "steps",

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from kalammodel.checks.live import live_extension
-from kalammodel.corpus import format_failure, save_case
+from kalammodel.corpus import RunContext, format_failure, save_case
 from kalammodel.generation import run_machine
 from kalammodel.plugin import report_line, time_budget
 from kalammodel.runner import Runner
@@ -47,7 +47,7 @@ def test_kalamdb_agrees_with_the_model(kalamdb_target, actor_pool, kalammodel_wo
             cases_dir,
             found.steps,
             found.divergence,
-            target=kalamdb_target,
+            context=RunContext.collect(kalamdb_target, runner.pool, found.divergence.namespace),
             workload=kalammodel_workload.name,
             runner=runner,
         )

@@ -3,7 +3,7 @@
 For every fault of ``kalammodel.server._faults.FAULTS`` that is a detection target, :data:`CASES` records the
 invariant a correct attribution names, the known minimal program (one line per step, in ``describe()`` words)
 and the budget of the detection test. :func:`hunt` runs the stateful machine exactly as
-``tests/test_stateful.py`` does (default workload, :func:`kalammodel.machine.run_machine`) against an embedded
+``tests/test_stateful.py`` does (default workload, :func:`kalammodel.generation.run_machine`) against an embedded
 server with that one fault switched on, and times the first divergence and the shrinking.
 
 Shared by ``tests/detection/`` and ``benchmarks/detection.py``.

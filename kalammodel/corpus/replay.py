@@ -1,0 +1,93 @@
+"""Replaying saved cases without Hypothesis: ``kalammodel replay`` and ``tests/test_replay.py``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import attrs
+
+from ._runs import CaseRunner, run_once
+from .format import Case, CaseFileError, DivergenceRecord
+from .store import iter_cases
+
+#: A case classified flaky counts as fixed only after this many passing replays in a row.
+FLAKY_MIN_RUNS = 5
+
+
+@attrs.frozen
+class ReplayOutcome:
+    """The result of replaying one case file.
+
+    ``status``: ``fixed`` (the steps now pass), ``failing`` (a divergence again; ``same_invariant`` says whether
+    it is the saved one) or ``error`` (a tool or transport error, or a case file that cannot be read).
+    """
+
+    status: str
+    message: str
+    divergence: DivergenceRecord | None = None
+    same_invariant: bool | None = None
+    path: Path | None = None
+    case: Case | None = attrs.field(default=None, eq=False, repr=False)
+    pruned: bool = False
+    runs: int = 0
+
+
+def _failing_outcome(case: Case, record: DivergenceRecord, run: int, total: int) -> ReplayOutcome:
+    same = record.invariant == case.divergence.invariant
+    where = f" at step #{record.step_index}" if record.step_index is not None else ""
+    again = f"run {run} of {total}: " if total > 1 else ""
+    if same:
+        message = f"{again}still failing: same invariant [{record.invariant}]{where}: {record.message}"
+    else:
+        message = (
+            f"{again}failing with a different invariant [{record.invariant}] (saved: "
+            f"[{case.divergence.invariant}]){where}: {record.message}"
+        )
+    return ReplayOutcome("failing", message, record, same, case.path, case, runs=run)
+
+
+def replay_case(case: Case, runner: CaseRunner, runs: int = 1) -> ReplayOutcome:
+    """Replay ``case`` on a fresh namespace: ``fixed`` when it passes (every run; a flaky case at least
+    :data:`FLAKY_MIN_RUNS` times), ``failing`` when a divergence comes back, ``error`` on a tool or transport error."""
+    total = max(1, runs)
+    if case.classification == "flaky":
+        total = max(total, FLAKY_MIN_RUNS)
+    for run in range(1, total + 1):
+        outcome = run_once(runner, case.steps)
+        if outcome.status == "fail" and outcome.result is not None and outcome.result.divergence is not None:
+            record = DivergenceRecord.from_divergence(outcome.result.divergence)
+            return _failing_outcome(case, record, run, total)
+        if outcome.status == "error":
+            message = f"replay error: {outcome.error}"
+            return ReplayOutcome("error", message, None, None, case.path, case, runs=run)
+    passes = "passes" if total == 1 else f"passes {total} runs out of {total}"
+    return ReplayOutcome("fixed", f"fixed: the case now {passes}", None, None, case.path, case, runs=total)
+
+
+def replay_paths(
+    paths: Iterable[str | os.PathLike[str]], runner: CaseRunner, prune: bool = False, runs: int = 1
+) -> tuple[list[ReplayOutcome], int]:
+    """Replay every case file under ``paths``. Returns the outcomes and the exit code: 0 all fixed, 1 some still
+    failing, 2 some error (a replay error, a missing or unreadable case file; 2 wins over 1).
+
+    With ``prune`` the files of fixed cases are removed; failing, erroring and unreadable files never are.
+    """
+    outcomes: list[ReplayOutcome] = []
+    for path, loaded in iter_cases(paths):
+        if isinstance(loaded, CaseFileError):
+            outcomes.append(ReplayOutcome("error", loaded.problem, path=path))
+            continue
+        outcome = replay_case(loaded, runner, runs=runs)
+        if prune and outcome.status == "fixed":
+            try:
+                path.unlink()
+            except OSError as exc:
+                outcome = attrs.evolve(outcome, message=f"{outcome.message} (could not prune: {exc})")
+            else:
+                outcome = attrs.evolve(outcome, pruned=True, message=f"{outcome.message}; pruned")
+        outcomes.append(outcome)
+    statuses = {o.status for o in outcomes}
+    code = 2 if "error" in statuses else 1 if "failing" in statuses else 0
+    return outcomes, code
