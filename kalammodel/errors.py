@@ -157,7 +157,7 @@ class Divergence(KalamModelError):
     invariant: Invariant
     message: str
     step_index: int | None
-    step: Any
+    step: Any  # a kalammodel.steps.Step: errors is the lowest layer and cannot import it
     request: str | None
     actor: str | None
     expected: Any
