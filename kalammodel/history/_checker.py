@@ -24,10 +24,14 @@ used leaves more options.
 
 With a ``partition`` on the spec each part is checked alone (P-compositionality). A non-linearizable part is
 then shrunk greedily to a *minimal set of operations that cannot be ordered*: an operation leaves the set by
-being **relaxed** (made indeterminate: it may have taken effect at any time after its invocation, or never),
-never by being deleted, because deleting a write can make the rest non-linearizable for a reason that is not
-the bug (a read of the deleted write's value). The set that remains is non-linearizable whatever the other
-operations did, so it is a faithful witness; and relaxing any one operation of it makes it linearizable.
+being **relaxed** (it may have taken effect at one instant of its interval with any outcome, or not at all:
+``step_unknown``, or a skip when its return entry comes first), never by being deleted: deleting an
+operation from a history is not sound for the rest (deleting the write a read saw makes that read
+unexplainable, and the set would blame it for a bug that is not there). The set that remains cannot be
+ordered whatever the other operations answered, so it is a faithful witness, non-linearizable on its own
+too; relaxing any one of its operations makes the history linearizable. (Relaxing an operation to "any
+time after its invocation" would give a witness free of the others' times, but the search then has to try
+every relaxed write at every point: exponential on a few hundred operations of one key.)
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ __all__ = ["Result", "Verdict", "check"]
 S = TypeVar("S")
 
 _CHECK_EVERY = 256  # search iterations between two looks at the clock
-_DET, _IND, _FORCED = 0, 1, 2  # kinds of stack frame (see _search)
+_DET, _IND, _FORCED, _SKIP = 0, 1, 2, 3  # kinds of stack frame (see _search)
 
 
 class Result(enum.Enum):
@@ -66,7 +70,9 @@ class Verdict:
       an indeterminate operation missing from it never happened in that order).
     - ``NOT_LINEARIZABLE``: ``core`` is a minimal set of operations of one part that cannot be ordered
       (``core_minimal`` False when the shrink ran out of time: still a witness, maybe not minimal),
-      ``prefix`` the longest linearizable prefix the search found in that part.
+      ``prefix`` the longest linearizable prefix the search found in that part; ``context``, for a long
+      part only, the earlier writes whose recorded effects the witness assumes (empty: it assumes nothing
+      of the other operations).
     - ``UNKNOWN``: the search did not finish within ``timeout``; never a guess.
     """
 
@@ -78,6 +84,7 @@ class Verdict:
     prefix: tuple[Operation, ...] = ()
     core: tuple[Operation, ...] = ()
     core_minimal: bool = False
+    context: tuple[Operation, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -96,43 +103,66 @@ class _Search:
     explored: int
 
 
-def _search(spec: SequentialSpec[S], ops: Sequence[Operation], deadline: float | None) -> _Search:
-    """One Wing–Gong/Lowe search over ``ops`` (see the module docstring). Iterative by design: the stack of
-    lifted operations is a list, so 1,600 operations need no Python recursion; the loop is one function
-    because splitting it costs a call per iteration in the hottest path."""
-    n = len(ops)
-    det = [o.determinate for o in ops]
-    n_det = sum(det)
-    events: list[tuple[float, int, int]] = []
-    for i, o in enumerate(ops):
-        events.append((o.invoke, 0, i))
-        if o.ret is not None:
-            events.append((o.ret, 1, i))
-    events.sort()  # equal times: calls first (touching intervals count as concurrent), then by index
-    m = len(events)
-    # Nodes 1..m are the events in time order, node 0 the head of the answered list, node m+1 the head of
-    # the indeterminate list. nxt/prv link each list; a node's rank is its position in time.
-    node_op = [0] * (m + 2)
-    is_call = [False] * (m + 2)
-    match = [-1] * (m + 2)
-    call_node = [0] * n
-    for j, (_, kind, i) in enumerate(events, start=1):
-        node_op[j] = i
-        if kind == 0:
-            is_call[j] = True
-            call_node[i] = j
-        else:
-            match[call_node[i]] = j
+@attrs.define
+class _Links:
+    """The history as Porcupine's doubly linked lists. Nodes 1..m are the call and return entries in time
+    order (so a node's number is its rank in time); node 0 heads the list of answered operations, node m+1
+    the list of indeterminate calls (they have no return entry)."""
+
+    node_op: list[int]  # node -> operation index
+    is_call: list[bool]
+    match: list[int]  # call node <-> its return node (-1: an indeterminate call has none)
+    nxt: list[int]
+    prv: list[int]
+
+    @classmethod
+    def build(cls, ops: Sequence[Operation]) -> _Links:
+        events: list[tuple[float, int, int]] = []
+        for i, o in enumerate(ops):
+            events.append((o.invoke, 0, i))
+            if o.ret is not None:
+                events.append((o.ret, 1, i))
+        events.sort()  # equal times: calls first (touching intervals count as concurrent), then by index
+        m = len(events)
+        node_op, is_call, match = [0] * (m + 2), [False] * (m + 2), [-1] * (m + 2)
+        call_node = [0] * len(ops)
+        for j, (_, kind, i) in enumerate(events, start=1):
+            node_op[j] = i
+            if kind == 0:
+                is_call[j], call_node[i] = True, j
+            else:
+                match[call_node[i]], match[j] = j, call_node[i]
+        nxt, prv = [-1] * (m + 2), [-1] * (m + 2)
+        for lst_head, members in (
+            (0, [j for j in range(1, m + 1) if ops[node_op[j]].determinate]),
+            (m + 1, [j for j in range(1, m + 1) if not ops[node_op[j]].determinate]),
+        ):
+            chain = [lst_head, *members]
+            for x, y in zip(chain, chain[1:]):
+                nxt[x], prv[y] = y, x
+        return cls(node_op, is_call, match, nxt, prv)
+
+
+def _search(
+    spec: SequentialSpec[S],
+    ops: Sequence[Operation],
+    deadline: float | None,
+    optional: frozenset[int] = frozenset(),
+    frozen: frozenset[int] = frozenset(),
+) -> _Search:
+    """One Wing–Gong/Lowe search over ``ops`` (see the module docstring).
+
+    ``optional`` answered operations (the shrinker's relaxed ones) may take effect with an unknown outcome
+    inside their interval, or not at all: they are applied like the others (through ``step_unknown``) and
+    skipped when their return entry comes first. ``frozen`` ones (the shrinker's background) take effect
+    inside their interval through ``step_unknown``: their outcome is not checked. Iterative by design: the stack of lifted operations is a
+    list, so 1,600 operations need no Python recursion; the loop is one function (~110 lines) because
+    splitting it costs a call per iteration in the hottest path.
+    """
+    links = _Links.build(ops)
+    node_op, is_call, match, nxt, prv = links.node_op, links.is_call, links.match, links.nxt, links.prv
+    m = len(node_op) - 2
     head, fhead = 0, m + 1
-    nxt = [-1] * (m + 2)
-    prv = [-1] * (m + 2)
-    for lst_head, members in (
-        (head, [j for j in range(1, m + 1) if det[node_op[j]]]),
-        (fhead, [j for j in range(1, m + 1) if not det[node_op[j]]]),
-    ):
-        chain = [lst_head, *members]
-        for a, b in zip(chain, chain[1:]):
-            nxt[a], prv[b] = b, a
 
     def unlink(x: int) -> None:
         nxt[prv[x]] = nxt[x]
@@ -148,18 +178,20 @@ def _search(spec: SequentialSpec[S], ops: Sequence[Operation], deadline: float |
     reqs = [o.op for o in ops]
     outs = [o.outcome for o in ops]
     stats = [o.status for o in ops]
-    pure = _pure_flags(spec, ops)
+    opt = [i in optional for i in range(len(ops))]
+    unchecked = [opt[i] or i in frozen for i in range(len(ops))]
+    pure = _pure_flags(spec, ops, optional | frozen)
+    n_req = sum(1 for i, o in enumerate(ops) if o.determinate and not opt[i])
     state = spec.initial()
     state_key = key(state)
-    placed_det, used_ind = 0, 0  # bitsets of linearized answered / indeterminate operations
-    count_det = 0
+    placed, used_ind, count = 0, 0, 0  # bitsets of placed answered / used indeterminate ops; required placed
     memo: dict[tuple[int, Hashable], list[int]] = {(0, state_key): [0]}
-    # Frames: (call node, state before it, its key, kind, limit); kind _DET, _IND or _FORCED: a pure answered
-    # op (failed, or read-only by the spec) admitted here. Any order placing it later can place it here
-    # instead, since it changes no state anywhere, so once placed its siblings are never tried.
+    # Frames: (call node, state before it, its key, kind, limit). _FORCED: a pure op admitted here; any
+    # order placing it later can place it here instead, since it changes no state anywhere, so once it is
+    # placed its siblings are never tried. _SKIP: an optional op left out when its return came first.
     stack: list[tuple[int, S, Hashable, int, int]] = []
     longest: list[int] = []
-    if n_det == 0:
+    if n_req == 0:
         return _Search(True, [], [], 0)
     cur, in_ind, limit, it = nxt[head], False, m + 1, 0
     while True:
@@ -170,34 +202,54 @@ def _search(spec: SequentialSpec[S], ops: Sequence[Operation], deadline: float |
         if not in_ind:
             if cur != -1 and is_call[cur]:
                 i = node_op[cur]
-                new = step(state, reqs[i], outs[i], stats[i])
+                new = step_unknown(state, reqs[i]) if unchecked[i] else step(state, reqs[i], outs[i], stats[i])
                 if new is not None:
                     bit = 1 << i
-                    unchanged = pure[i]
-                    if unchanged:
+                    forced = pure[i]
+                    if forced:
                         new, new_key = state, state_key  # a failed op has no effect, whatever step returned
                     else:
                         new_key = key(new)
-                    k = (placed_det | bit, new_key)
+                    k = (placed | bit, new_key)
                     seen = memo.get(k)
                     if seen is None or not any(u & ~used_ind == 0 for u in seen):
                         if seen is None:
                             memo[k] = [used_ind]
                         else:
                             seen.append(used_ind)
-                        stack.append((cur, state, state_key, _FORCED if unchanged else _DET, limit))
-                        state, state_key = new, new_key
-                        placed_det, count_det = placed_det | bit, count_det + 1
+                        stack.append((cur, state, state_key, _FORCED if forced else _DET, limit))
+                        state, state_key, placed = new, new_key, placed | bit
                         unlink(cur)
                         unlink(match[cur])
-                        if count_det == n_det:
-                            break
+                        if not opt[i]:
+                            count += 1
+                            if count == n_req:
+                                break
                         cur = nxt[head]
                         continue
-                    retreat = unchanged  # the forced move was explored and failed: so did this config
+                    retreat = forced  # the forced move was explored and failed: so did this config
                 if not retreat:
                     cur = nxt[cur]
                     continue
+            elif cur != -1 and opt[node_op[cur]]:
+                # An optional op's return comes first: leave it out (pure), then try the indeterminate ones.
+                i = node_op[cur]
+                k = (placed | (1 << i), state_key)
+                seen = memo.get(k)
+                call = match[cur]
+                if seen is None or not any(u & ~used_ind == 0 for u in seen):
+                    if seen is None:
+                        memo[k] = [used_ind]
+                    else:
+                        seen.append(used_ind)
+                    stack.append((call, state, state_key, _SKIP, cur))
+                    placed |= 1 << i
+                    unlink(call)
+                    unlink(cur)
+                    cur = nxt[head]
+                    continue
+                in_ind, limit, cur = True, cur, nxt[fhead]
+                continue
             else:
                 # The first return entry: answered calls are exhausted here; indeterminate ones invoked
                 # before it (rank < limit) may still go next.
@@ -208,7 +260,7 @@ def _search(spec: SequentialSpec[S], ops: Sequence[Operation], deadline: float |
             new = step_unknown(state, reqs[i])
             bit = 1 << i
             new_key = key(new)
-            k = (placed_det, new_key)
+            k = (placed, new_key)
             seen = memo.get(k)
             if seen is None or not any(u & ~(used_ind | bit) == 0 for u in seen):
                 if seen is None:
@@ -224,7 +276,7 @@ def _search(spec: SequentialSpec[S], ops: Sequence[Operation], deadline: float |
             continue
         # Nothing can go next from here: backtrack, past every forced frame.
         if len(stack) > len(longest):
-            longest = [node_op[e[0]] for e in stack]
+            longest = [node_op[e[0]] for e in stack if e[3] != _SKIP]
         while True:
             if not stack:
                 return _Search(False, [], longest, it)
@@ -233,23 +285,28 @@ def _search(spec: SequentialSpec[S], ops: Sequence[Operation], deadline: float |
             if kind == _IND:
                 used_ind &= ~(1 << i)
             else:
-                placed_det &= ~(1 << i)
-                count_det -= 1
+                placed &= ~(1 << i)
+                if not opt[i]:
+                    count -= 1
                 relink(match[cur])
             relink(cur)
             if kind != _FORCED:
                 break
-        in_ind = kind == _IND
-        cur = nxt[cur]
-    return _Search(True, [node_op[e[0]] for e in stack], longest, it)
+        if kind == _SKIP:
+            in_ind, cur = True, nxt[fhead]  # limit: the optional op's return node, kept in the frame
+        else:
+            in_ind, cur = kind == _IND, nxt[cur]
+    return _Search(True, [node_op[e[0]] for e in stack if e[3] != _SKIP], longest, it)
 
 
-def _pure_flags(spec: object, ops: Sequence[Operation]) -> list[bool]:
-    """Which operations change no state: the failed ones, and those the spec's ``read_only`` names."""
+def _pure_flags(spec: object, ops: Sequence[Operation], optional: frozenset[int]) -> list[bool]:
+    """Which answered operations change no state: the failed ones (unless relaxed), and those the spec's
+    ``read_only`` names."""
     read_only = getattr(spec, "read_only", None)
     return [
-        o.status is Status.FAILED or (o.determinate and read_only is not None and bool(read_only(o.op)))
-        for o in ops
+        o.determinate
+        and ((o.status is Status.FAILED and i not in optional) or (read_only is not None and bool(read_only(o.op))))
+        for i, o in enumerate(ops)
     ]
 
 
@@ -257,41 +314,68 @@ def _deadline(timeout: float | None) -> float | None:
     return None if timeout is None else time.monotonic() + timeout
 
 
-def _drop_trailing(ops: list[Operation]) -> list[Operation]:
-    """Without the indeterminate operations invoked after every answered one returned: they can only go
-    last or never, so they change no verdict."""
-    last = max((o.ret for o in ops if o.ret is not None), default=None)
-    return [o for o in ops if o.determinate or (last is not None and o.invoke <= last)]
+_WINDOW_FROM = 40  # answered operations left after the prefix cut beyond which the shrinker freezes a front
 
 
 def _shrink(
     spec: SequentialSpec[S], ops: Sequence[Operation], deadline: float | None, base: float
-) -> tuple[list[int], bool]:
-    """Indices of a minimal set of answered operations of ``ops`` that cannot be ordered, the others relaxed.
+) -> tuple[list[int], bool, list[int]]:
+    """A minimal set of answered operations of ``ops`` that cannot be ordered, the others relaxed (optional:
+    taking effect inside their interval with any outcome, or not at all): (its indices, whether it is
+    1-minimal, the indices of the frozen background).
 
-    Greedy, in chunks halving down to single operations (then single-operation passes until none can go):
-    a chunk is relaxed when the history stays non-linearizable without it. A candidate whose check runs out
-    of its share of time keeps its operations (the set stays a witness); the flag says whether every
-    single-operation check was decided, i.e. whether the set is 1-minimal.
+    1. The shortest failing prefix (binary search by invocation; everything after it relaxed): cheap, since
+       relaxed operations after the failure are seldom reached.
+    2. Only when more than ``_WINDOW_FROM`` answered operations are left: the longest front that can be
+       *frozen* (its writes take effect as recorded, outcomes unchecked; its reads and failed ones relaxed)
+       with the history still failing. Relaxing a long front instead lets the search choose, per key, any
+       old write as the surviving one: exponential in the keys of one part. The witness then holds given
+       that background (``Verdict.context``).
+    3. Greedy relaxation, in chunks halving down to single operations, then single-operation passes until
+       none can go. A candidate whose check runs out of its share of time keeps its operations (the set
+       stays a witness); the flag says whether every single-operation check was decided.
     """
-    core = [i for i, o in enumerate(ops) if o.determinate]
-    cap = max(0.05, 20 * base)
+    answered = [i for i, o in enumerate(ops) if o.determinate]
+    read_only = getattr(spec, "read_only", None)
+    freezable = {
+        i for i in answered if ops[i].status is Status.OK and not (read_only is not None and read_only(ops[i].op))
+    }
+    cap = max(0.05, 3 * base)
+    frozen: list[int] = []
 
-    def fails(keep: set[int]) -> bool | None:
-        hist = _drop_trailing([o if i in keep else o.relaxed() for i, o in enumerate(ops)])
+    def fails(keep: Sequence[int], freeze: Sequence[int] = ()) -> bool | None:
         sub = None if deadline is None else min(deadline, time.monotonic() + cap)
         if sub is not None and sub <= time.monotonic():
             return None
-        r = _search(spec, hist, sub)
+        frz = frozenset(i for i in [*frozen, *freeze] if i in freezable)
+        opt = frozenset(answered) - frz - set(keep)
+        r = _search(spec, ops, sub, opt, frz)
         return None if r.result is None else not r.result
 
+    lo, hi = 1, len(answered)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if fails(answered[:mid]):
+            hi = mid
+        else:
+            lo = mid + 1
+    core = answered[:hi]
+    if len(core) > _WINDOW_FROM:
+        lo, hi = 0, len(core) - 1
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if fails(core[mid:], core[:mid]):
+                lo = mid
+            else:
+                hi = mid - 1
+        frozen, core = [i for i in core[:lo] if i in freezable], core[lo:]
     chunk = max(1, len(core) // 2)
     while chunk > 1:
         i = 0
         while i < len(core):
-            candidate = set(core[:i] + core[i + chunk :])
+            candidate = core[:i] + core[i + chunk :]
             if candidate and fails(candidate):
-                core = sorted(candidate)
+                core = candidate
             else:
                 i += chunk
         chunk //= 2
@@ -300,20 +384,21 @@ def _shrink(
         for x in list(core):
             if len(core) == 1:
                 break
-            verdict = fails(set(core) - {x})
+            verdict = fails([i for i in core if i != x])
             if verdict is None:
                 undecided = True
             elif verdict:
                 core.remove(x)
                 changed = True
         if not changed:
-            return core, not undecided
+            return core, not undecided, frozen
 
 
 def _message_not_linearizable(
-    spec: object, ops: Sequence[Operation], core: Sequence[Operation], prefix: int, part: int, parts: int,
-    minimal: bool, start: float,
+    spec: object, ops: Sequence[Operation], core: Sequence[Operation], context: Sequence[Operation],
+    prefix: int, where_part: tuple[int, int], minimal: bool, start: float,
 ) -> str:
+    part, parts = where_part
     where = f" (part {part + 1} of {parts}, {len(ops)} operations)" if parts > 1 else ""
     lines = [
         f"not linearizable{where}: {'these' if len(core) > 1 else 'this'} {len(core)} operation"
@@ -322,9 +407,15 @@ def _message_not_linearizable(
     lines += [f"  {describe_operation(spec, o, start)}" for o in sorted(core, key=lambda o: o.invoke)]
     tail = "both" if len(core) == 2 else "all of them" if len(core) > 2 else "it"
     lines.append(
-        f"No order of these consistent with their times explains {tail}, whatever the other operations did"
-        f" (each may have taken effect at any time after its invocation, or never)."
+        f"No order of these consistent with their times explains {tail}, whatever the other operations"
+        f" answered (each may have taken effect inside its own interval, or not at all)."
     )
+    if context:
+        last = max(o.ret for o in context if o.ret is not None)
+        lines.append(
+            f"That holds given the effects of {len(context)} earlier write(s) of this part, taken as recorded"
+            f" (the last returned at {(last - start) * 1000:.1f} ms; Verdict.context lists them)."
+        )
     if not minimal:
         lines.append("(The shrink ran out of time: the set may not be minimal.)")
     lines.append(f"The longest linearizable prefix found places {prefix} of the {len(ops)} operations.")
@@ -362,15 +453,16 @@ def check(
             orders.append(tuple(ops[i] for i in r.order))
             continue
         if shrink:
-            idx, minimal = _shrink(spec, ops, _deadline(shrink_timeout), time.monotonic() - t0)
+            idx, minimal, background = _shrink(spec, ops, _deadline(shrink_timeout), time.monotonic() - t0)
         else:
-            idx, minimal = [i for i, o in enumerate(ops) if o.determinate], False
+            idx, minimal, background = [i for i, o in enumerate(ops) if o.determinate], False, []
         core = tuple(ops[i] for i in idx)
+        context = tuple(ops[i] for i in background)
         prefix = tuple(ops[i] for i in r.longest)
-        message = _message_not_linearizable(spec, ops, core, len(prefix), p, len(parts), minimal, start)
+        message = _message_not_linearizable(spec, ops, core, context, len(prefix), (p, len(parts)), minimal, start)
         return Verdict(
             Result.NOT_LINEARIZABLE, message, time.monotonic() - started, len(parts),
-            prefix=prefix, core=core, core_minimal=minimal,
+            prefix=prefix, core=core, core_minimal=minimal, context=context,
         )
     elapsed = time.monotonic() - started
     if timed_out:

@@ -70,10 +70,6 @@ class Operation:
         """True when the server answered (ok or failed): the operation must be placed inside its interval."""
         return self.status is not Status.INDETERMINATE
 
-    def relaxed(self) -> Operation:
-        """This operation made indeterminate: it may take effect at any time after its invocation, or never."""
-        return attrs.evolve(self, ret=None, outcome=None, status=Status.INDETERMINATE)
-
 
 def _identity(value: Any) -> Any:  # Any: the codec's default passes JSON-able values through unchanged
     return value

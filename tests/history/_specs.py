@@ -134,21 +134,23 @@ def op(client: int, request: tuple[object, ...], invoke: float, ret: float | Non
     return Operation(client, request, invoke, ret, None if ret is None else outcome, status)
 
 
-def brute_force(spec: Register | KeyValue, ops: Sequence[Operation]) -> bool:
-    """Linearizable by enumeration: some subset of the indeterminate ops, in some real-time-respecting order
-    of it with every answered op, is admitted step by step."""
-    answered = [o for o in ops if o.determinate]
-    unknown = [o for o in ops if not o.determinate]
-    for r in range(len(unknown) + 1):
-        for chosen in itertools.combinations(unknown, r):
-            for order in itertools.permutations(answered + list(chosen)):
+def brute_force(spec: Register | KeyValue, ops: Sequence[Operation], optional: Sequence[Operation] = ()) -> bool:
+    """Linearizable by enumeration: some subset of the indeterminate ops and of the ``optional`` answered ones
+    (each of those taking effect with an unknown outcome inside its interval), in some real-time-respecting
+    order with every other answered op, is admitted step by step."""
+    relaxed = {id(o) for o in optional}
+    required = [o for o in ops if o.determinate and id(o) not in relaxed]
+    maybe = [o for o in ops if not o.determinate or id(o) in relaxed]
+    for r in range(len(maybe) + 1):
+        for chosen in itertools.combinations(maybe, r):
+            for order in itertools.permutations(required + list(chosen)):
                 if not _respects_real_time(order):
                     continue
                 state: object = spec.initial()
                 for o in order:
                     nxt = (
                         spec.step(state, o.op, o.outcome, o.status)  # type: ignore[arg-type]
-                        if o.determinate
+                        if id(o) not in relaxed and o.determinate
                         else spec.step_unknown(state, o.op)  # type: ignore[arg-type]
                     )
                     if nxt is None:
