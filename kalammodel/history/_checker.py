@@ -31,7 +31,10 @@ unexplainable, and the set would blame it for a bug that is not there). The set 
 ordered whatever the other operations answered, so it is a faithful witness, non-linearizable on its own
 too; relaxing any one of its operations makes the history linearizable. (Relaxing an operation to "any
 time after its invocation" would give a witness free of the others' times, but the search then has to try
-every relaxed write at every point: exponential on a few hundred operations of one key.)
+every relaxed write at every point: exponential on a few hundred operations of one key.) A part still long
+after the prefix cut (over 40 answered operations) is shrunk against a frozen front: its earlier writes taken
+as recorded (``Verdict.context``), since a long relaxed front lets every key keep any old value. See
+:func:`_shrink` for the stages.
 """
 
 from __future__ import annotations
