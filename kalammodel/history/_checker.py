@@ -410,8 +410,9 @@ def _message_not_linearizable(
     lines += [f"  {describe_operation(spec, o, start)}" for o in sorted(core, key=lambda o: o.invoke)]
     tail = "both" if len(core) == 2 else "all of them" if len(core) > 2 else "it"
     lines.append(
-        f"No order of these consistent with their times explains {tail}, whatever the other operations"
-        f" answered (each may have taken effect inside its own interval, or not at all)."
+        f"No order of these consistent with their times explains {tail}, whatever the other operations did"
+        f" (each may have taken effect inside its own interval, or any time after its invocation if it got"
+        f" no answer, or not at all)."
     )
     if context:
         last = max(o.ret for o in context if o.ret is not None)
@@ -475,5 +476,8 @@ def check(
             f"Give more time, or a spec partition that splits the history into smaller independent parts."
         )
         return Verdict(Result.UNKNOWN, message, elapsed, len(parts))
-    message = f"linearizable: {len(history)} operations in {len(parts)} independent part(s)"
+    message = (
+        f"linearizable: {len(history)} operation{'s' if len(history) != 1 else ''} in {len(parts)}"
+        f" independent part{'s' if len(parts) != 1 else ''}"
+    )
     return Verdict(Result.OK, message, elapsed, len(parts), linearizations=tuple(orders))
