@@ -159,8 +159,9 @@ def _search(
     inside their interval, or not at all: they are applied like the others (through ``step_unknown``) and
     skipped when their return entry comes first. ``frozen`` ones (the shrinker's background) take effect
     inside their interval through ``step_unknown``: their outcome is not checked. Iterative by design: the stack of lifted operations is a
-    list, so 1,600 operations need no Python recursion; the loop is one function (~110 lines) because
-    splitting it costs a call per iteration in the hottest path.
+    list, so 1,600 operations need no Python recursion. One function of ~150 lines, over the ~80 of the
+    rules: the loop's moves share a dozen local variables, and splitting them would cost a call per
+    iteration in the hottest path.
     """
     links = _Links.build(ops)
     node_op, is_call, match, nxt, prv = links.node_op, links.is_call, links.match, links.nxt, links.prv
@@ -189,6 +190,18 @@ def _search(
     state_key = key(state)
     placed, used_ind, count = 0, 0, 0  # bitsets of placed answered / used indeterminate ops; required placed
     memo: dict[tuple[int, Hashable], list[int]] = {(0, state_key): [0]}
+
+    def admit(k: tuple[int, Hashable], used: int) -> bool:
+        """Record configuration ``k`` reached with indeterminate ops ``used``; False when one with a subset
+        of them used was already explored (fewer used leaves more options)."""
+        seen = memo.get(k)
+        if seen is None:
+            memo[k] = [used]
+            return True
+        if any(u & ~used == 0 for u in seen):
+            return False
+        seen.append(used)
+        return True
     # Frames: (call node, state before it, its key, kind, limit). _FORCED: a pure op admitted here; any
     # order placing it later can place it here instead, since it changes no state anywhere, so once it is
     # placed its siblings are never tried. _SKIP: an optional op left out when its return came first.
@@ -213,13 +226,7 @@ def _search(
                         new, new_key = state, state_key  # a failed op has no effect, whatever step returned
                     else:
                         new_key = key(new)
-                    k = (placed | bit, new_key)
-                    seen = memo.get(k)
-                    if seen is None or not any(u & ~used_ind == 0 for u in seen):
-                        if seen is None:
-                            memo[k] = [used_ind]
-                        else:
-                            seen.append(used_ind)
+                    if admit((placed | bit, new_key), used_ind):
                         stack.append((cur, state, state_key, _FORCED if forced else _DET, limit))
                         state, state_key, placed = new, new_key, placed | bit
                         unlink(cur)
@@ -237,14 +244,8 @@ def _search(
             elif cur != -1 and opt[node_op[cur]]:
                 # An optional op's return comes first: leave it out (pure), then try the indeterminate ones.
                 i = node_op[cur]
-                k = (placed | (1 << i), state_key)
-                seen = memo.get(k)
                 call = match[cur]
-                if seen is None or not any(u & ~used_ind == 0 for u in seen):
-                    if seen is None:
-                        memo[k] = [used_ind]
-                    else:
-                        seen.append(used_ind)
+                if admit((placed | (1 << i), state_key), used_ind):
                     stack.append((call, state, state_key, _SKIP, cur))
                     placed |= 1 << i
                     unlink(call)
@@ -263,13 +264,7 @@ def _search(
             new = step_unknown(state, reqs[i])
             bit = 1 << i
             new_key = key(new)
-            k = (placed, new_key)
-            seen = memo.get(k)
-            if seen is None or not any(u & ~(used_ind | bit) == 0 for u in seen):
-                if seen is None:
-                    memo[k] = [used_ind | bit]
-                else:
-                    seen.append(used_ind | bit)
+            if admit((placed, new_key), used_ind | bit):
                 stack.append((cur, state, state_key, _IND, limit))
                 state, state_key, used_ind = new, new_key, used_ind | bit
                 unlink(cur)
