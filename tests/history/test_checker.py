@@ -202,14 +202,19 @@ def _assert_agrees_with_brute_force(ops: list[Operation]) -> bool:
     v = verdict(ops)
     assert v.result is (Result.OK if expected else Result.NOT_LINEARIZABLE), ops
     if not expected:
-        core_ids = {id(o) for o in v.core}
-        assert v.core_minimal and v.core
-        others = [o for o in ops if id(o) not in core_ids]
-        assert not brute_force(Register(), ops, optional=others)  # a witness, whatever the others answered
-        assert not brute_force(Register(), list(v.core))  # and on its own
-        for dropped in v.core:  # relaxing any one of it too makes the history linearizable
-            assert brute_force(Register(), ops, optional=[*others, dropped]), (dropped, v.core)
+        _assert_minimal_witness(Register(), ops, v)
     return expected
+
+
+def _assert_minimal_witness(spec: Register | KeyValue, ops: list[Operation], v: Verdict) -> None:
+    """The verdict's set is a witness whatever the others did, on its own too, and 1-minimal (brute force)."""
+    core_ids = {id(o) for o in v.core}
+    assert v.core_minimal and v.core and not v.context
+    others = [o for o in ops if id(o) not in core_ids]
+    assert not brute_force(spec, ops, optional=others)  # a witness, whatever the others answered
+    assert not brute_force(spec, list(v.core))  # and on its own
+    for dropped in v.core:  # relaxing any one of it too makes the history linearizable
+        assert brute_force(spec, ops, optional=[*others, dropped]), (dropped, v.core)
 
 
 @settings(max_examples=400, deadline=None)
@@ -314,12 +319,15 @@ def kv_histories(draw: st.DrawFn) -> list[Operation]:
 @settings(max_examples=300, deadline=None)
 @given(kv_histories())
 def test_partitioning_gives_the_same_verdict(ops: list[Operation]) -> None:
-    """Checking each key alone gives the verdict of checking the whole history of independent keys."""
+    """Checking each key alone gives the verdict of checking the whole history of independent keys (and of
+    brute force, with a 1-minimal witness, on <= 6 operations)."""
     whole = check(ops, KeyValue())
     split = check(ops, PartitionedKeyValue())
     assert whole.result is split.result
     if len(ops) <= 6:
         assert whole.ok is brute_force(KeyValue(), ops)
+        if not whole.ok:
+            _assert_minimal_witness(KeyValue(), ops, whole)
     assert split.partitions == len({o.op[1] for o in ops})  # type: ignore[index]
     if not split.ok:
         assert len({o.op[1] for o in split.core}) == 1  # type: ignore[index]
