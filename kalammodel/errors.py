@@ -118,6 +118,8 @@ class Invariant(str, enum.Enum):
     DURABILITY = "durability"
     AVAILABILITY = "availability"
     OUTCOME = "outcome"
+    #: a concurrent history that no order of its operations explains (kalammodel.history)
+    LINEARIZABILITY = "linearizability"
 
     def __str__(self) -> str:
         return self.value

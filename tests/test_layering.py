@@ -47,7 +47,8 @@ LAYERS = [
     "steps",
     # The model and the client share a layer as independent siblings: the model is pure (no I/O), so it imports
     # errors only, and the client knows nothing of the model.
-    "model | client",
+    # history: concurrent histories and the linearizability checker, pure (errors and attrs only)
+    "model | client | history",
     "errors | _version",
 ]
 #: the entry points: the only modules that may import the embedded server
