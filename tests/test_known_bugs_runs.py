@@ -38,7 +38,7 @@ from kalammodel.model import Column, ColumnType, TableSpec
 from kalammodel.runner import Runner
 from kalammodel.steps import CreateTable, Delete, Flush, Insert, Select, Step, StreamInsert
 from kalammodel.targets import ActorPool, EmbeddedTarget, known_bugs_mode, run_command, values_from_cli
-from kalammodel.verdicts import KnownBugLedger
+from kalammodel.verdicts import KnownBug, KnownBugLedger
 
 ROOT = Path(__file__).resolve().parents[1]
 FAULT = "delete_resurrects_after_flush"
@@ -85,18 +85,18 @@ class RecordingPolicy(KnownBugPolicy):
     """A policy that notes each known bug gone past (the example's step list and its length then) and each
     example observed (its step list and length at the end)."""
 
-    passed: list[tuple[list[Step], int]] = attrs.Factory(list)
-    observed: list[tuple[list[Step], int]] = attrs.Factory(list)
+    passed: list[tuple[Sequence[Step], int]] = attrs.Factory(list)
+    observed: list[tuple[Sequence[Step], int]] = attrs.Factory(list)
 
-    def go_past(self, divergence: Divergence, steps: Sequence[Step]):  # type: ignore[no-untyped-def]
+    def go_past(self, divergence: Divergence, steps: Sequence[Step]) -> KnownBug | None:
         bug = super().go_past(divergence, steps)
         if bug is not None:
-            self.passed.append((steps, len(steps)))  # type: ignore[arg-type]
+            self.passed.append((steps, len(steps)))
         return bug
 
     def observe(self, steps: Sequence[Step]) -> None:
         super().observe(steps)
-        self.observed.append((steps, len(steps)))  # type: ignore[arg-type]
+        self.observed.append((steps, len(steps)))
 
 
 def _run(faulty: Faulty, policy: KnownBugPolicy | None) -> Failure | None:
