@@ -162,7 +162,7 @@ def test_a_failure_without_a_policy_names_the_known_bug_too(failed: tuple[Failur
 
 
 def test_replay_of_a_known_bug_case_stays_failing_and_names_it(
-    faulty: Faulty, failed: tuple[Failure, KnownBugPolicy], tmp_path: Path
+    faulty: Faulty, failed: tuple[Failure, KnownBugPolicy], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ):
     """A saved case whose divergence matches a known bug replays as failing (a known bug is still a bug), with
     a message naming it."""
@@ -173,6 +173,11 @@ def test_replay_of_a_known_bug_case_stays_failing_and_names_it(
     assert outcome.status == "failing"
     assert outcome.known_bug is not None and outcome.known_bug.number == 1
     assert "matches known KalamDB bug 1: A row deleted after a flush" in outcome.message
+    # `kalammodel replay` on a fresh embedded server with the fault: exit 1, the line and the summary name it
+    assert cli.main(["replay", str(saved.path), "--fault", FAULT]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("FAILING ") and "matches known KalamDB bug 1: " in out[0]
+    assert out[-1] == "1 case(s): 0 fixed, 1 failing, 0 error (1 of them known KalamDB bug(s) 1)"
 
 
 # ---------------------------------------------------------------------- the option and its defaults
