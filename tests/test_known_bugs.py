@@ -39,6 +39,7 @@ from kalammodel.steps import (
     StreamSelect,
     Subscribe,
     Update,
+    step_from_data,
 )
 from kalammodel.verdicts import KnownBugLedger, Program, load_known_bugs, match, parse_known_bugs
 
@@ -216,6 +217,36 @@ def case_4_snapshot() -> tuple[list[Step], Divergence]:
     return steps, div("schema_evolution", message, steps, "[ws s1] SELECT * FROM ns.t0 options={}")
 
 
+def case_4_stream_redacted() -> tuple[list[Step], Divergence]:
+    """The 30-minute run against KalamDB 0.4.3-rc.4: a STREAM column re-added with another type makes the table
+    unreadable, and a service account sees the redacted "SQL statement failed" instead of the cast error."""
+    steps: list[Step] = [
+        step_from_data(
+            {
+                "kind": "create_table",
+                "actor": "dba",
+                "spec": {
+                    "name": "t0",
+                    "kind": "STREAM",
+                    "columns": [{"name": "c0", "type": "BOOLEAN"}, {"name": "c1", "type": "TEXT"}],
+                    "ttl_seconds": 3,
+                },
+            }
+        ),
+        step_from_data(
+            {"kind": "stream_insert", "actor": "svc", "table": "t0", "columns": ["c1"], "types": ["TEXT"],
+             "rows": [["b"]]}
+        ),  # fmt: skip
+        AlterDropColumn("dba", "t0", "c1"),
+        AlterAddColumn("svc", "t0", Column("c1", ColumnType.BOOLEAN)),
+    ]
+    message = (
+        "full read of scope t0/svc: expected success (ExpectRows(columns=['c0', '_seq', '_deleted', 'c1'], "
+        "rows=[(None, None, False, None)])), got error HTTP 400 SQL_EXECUTION_ERROR: SQL statement failed"
+    )
+    return steps, div("schema_evolution", message, steps, "[svc] SELECT * FROM ns.t0 ORDER BY _seq")
+
+
 NOT_NULL = (
     Column("id", INT, primary_key=True),
     Column("v", TX, nullable=False),
@@ -373,6 +404,7 @@ POSITIVE = [
     (case_3, 3, 0),
     (case_4, 4, 0),
     (case_4_snapshot, 4, 0),
+    (case_4_stream_redacted, 4, 0),
     (case_5, 5, 0),
     (case_6, 6, 0),
     (case_7, 7, 0),
