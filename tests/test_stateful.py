@@ -22,6 +22,10 @@ CASES = Path(__file__).resolve().parent.parent / "shrunk_cases"
 
 def test_kalamdb_agrees_with_the_model(kalamdb_target, actor_pool, kalammodel_workload, pytestconfig):
     """Every random program gives the same outcomes on the server as in the reference model."""
+    clients = pytestconfig.getoption("kalammodel_parallel", 0) or 0
+    if clients:
+        _run_parallel_programs(kalamdb_target, actor_pool, clients, pytestconfig)
+        return
     runner = Runner(kalamdb_target, actor_pool, extensions=[live_extension])
     try:
         failure = run_machine(
@@ -54,3 +58,26 @@ def test_kalamdb_agrees_with_the_model(kalamdb_target, actor_pool, kalammodel_wo
         reports.append(format_failure(found.steps, found.divergence, f"kalammodel replay {saved.path}"))
     title = f"{len(reports)} distinct failures\n\n" if len(reports) > 1 else ""
     pytest.fail(title + "\n\n".join(reports), pytrace=False)
+
+
+def _run_parallel_programs(kalamdb_target, actor_pool, clients, pytestconfig):
+    """``--kalammodel-parallel K``: parallel programs of 2..K clients, each section checked for linearizability."""
+    from kalammodel.errors import UsageError
+    from kalammodel.parallel import ParallelStats
+    from kalammodel.parallel.generate import check_parallel, run_parallel
+
+    try:
+        check_parallel(clients)
+    except UsageError as exc:
+        raise pytest.UsageError(str(exc)) from exc
+    runner = Runner(kalamdb_target, actor_pool, extensions=[live_extension])
+    stats = ParallelStats()
+    try:
+        failure = run_parallel(runner, clients, budget_s=time_budget(pytestconfig), stats=stats)
+    finally:
+        report_line(pytestconfig, f"test_stateful (parallel, up to {clients} clients) ran {stats.summary()}")
+    if failure is not None:
+        race = " (it passed on a replay: a race)" if failure.flaky else ""
+        pytest.fail(
+            f"Failing parallel program{race}:\n{failure.program.describe()}\n\n{failure.divergence}", pytrace=False
+        )
