@@ -3,16 +3,18 @@
 A state is a :class:`~kalammodel.model.Model`. States are immutable to the checker, so ``step`` applies the
 step to a **copy** and never to the state given. The copy is copy-on-write at the grain a section step
 touches: a new ``Model`` sharing every table but the step's, whose table shares every scope but the step's
-(table, owner) scope, whose per-key version lists are new lists of the same (never mutated) ``Version``
-records. A DML step of the model only appends versions, rebinds ``write_no`` and sets flags of the table's
-``FlushState`` (copied too); a read changes nothing and is applied to the state itself. This is checked
-against a deep copy by ``tests/parallel/test_spec.py``.
+(table, owner) scope, whose version dict is new and shares every key's list of (never mutated) ``Version``
+records except the lists of the keys the step writes (:func:`written_keys`), which are new lists. A DML step
+of the model only appends versions to its keys' lists, rebinds ``write_no`` and sets flags of the table's
+``FlushState`` (copied too); a read changes nothing and is applied to the state itself. That this behaves
+exactly as a deep copy is checked by ``tests/parallel/test_spec.py``.
 
-``key(state)`` is a structural fingerprint of the scopes the history touches: per scope, the set of (primary
-key, deleted, values) of each key's newest version. Write numbers are left out on purpose: two orders of
-commuting writes give equal fingerprints (the memo of the search then merges them), and nothing a section step
-answers depends on them (results are compared as multisets or sorted by the primary key, never in write
-order). Its cost is measured in ``benchmarks/README.md`` ("Parallel programs").
+``key(state)`` is a structural fingerprint: per scope the history touches, the newest version (deleted,
+values) of each key some step of the history may write; every other row is the same in every state the
+search reaches. Write numbers are left out on purpose: two orders of commuting writes give equal
+fingerprints (the search's memo merges them), and nothing a section step answers depends on them (results
+are compared as multisets or sorted by the primary key, never in write order). Costs: ``benchmarks/README.md``
+("parallel_spec.py").
 
 ``partition`` splits a history by (table, owner scope): every section step touches one scope (writes and
 reads by primary key; full reads and COUNT(*) of the actor's own scope), so scopes are independent parts;
@@ -25,12 +27,14 @@ import copy
 from collections.abc import Hashable, Iterable, Sequence
 from typing import Any
 
+import attrs
+
 from ..history import Operation, Status, connected_parts
-from ..model import Model, Outcome, TableKind, compare_outcome
+from ..model import Cmp, Model, Outcome, TableKind, compare_outcome
 from ..steps import Step
 from .program import step_table
 
-__all__ = ["ModelSpec", "Scope", "scope_of"]
+__all__ = ["ModelSpec", "Scope", "scope_of", "written_keys"]
 
 #: a (table, owner) scope; owner None for SHARED tables
 Scope = tuple[str, str | None]
@@ -45,20 +49,59 @@ def scope_of(model: Model, step: Step) -> Scope:
     return (table_name, model.effective_user(step.actor, getattr(step, "as_user", None)))
 
 
-def _cow(model: Model, scope: Scope) -> Model:
-    """A copy of ``model`` that a DML step on ``scope`` may mutate without touching ``model`` (module docstring)."""
-    new = copy.copy(model)
+_SLOTS: dict[type, tuple[str, ...]] = {}
+
+
+def _shallow(obj: Any) -> Any:
+    """A shallow copy of an attrs record (a tenth of ``copy.copy``'s time on the model's slotted classes)."""
+    cls = type(obj)
+    names = _SLOTS.get(cls)
+    if names is None:
+        names = _SLOTS[cls] = tuple(f.name for f in attrs.fields(cls))
+    new = object.__new__(cls)
+    for name in names:
+        object.__setattr__(new, name, getattr(obj, name))
+    return new
+
+
+def written_keys(model: Model, step: Step) -> frozenset[Any] | None:
+    """The primary keys ``step`` may write in ``model`` (empty for a read; None: not known, any key)."""
+    if step.reads_only:
+        return frozenset()
+    table = model.tables.get(step_table(step))
+    if table is None or table.pk is None:
+        return frozenset()
+    pk = table.pk.column.name
+    columns, rows = getattr(step, "columns", None), getattr(step, "rows", None)
+    if step.kind == "insert" and columns is not None and rows is not None:
+        return frozenset(r[list(columns).index(pk)] for r in rows) if pk in columns else frozenset()
+    where = getattr(step, "where", None)
+    if isinstance(where, Cmp) and where.op == "=" and where.column == pk:
+        return frozenset({where.value})
+    return None
+
+
+def _cow(model: Model, scope: Scope, keys: frozenset[Any] | None) -> Model:
+    """A copy of ``model`` that a DML step writing ``keys`` (None: any) of ``scope`` may mutate without
+    touching ``model`` (module docstring)."""
+    new = _shallow(model)
     table_name, owner = scope
     table = model.tables.get(table_name)
     if table is None:
         return new
-    table_copy = copy.copy(table)
-    table_copy.flush = copy.copy(table.flush)
+    table_copy = _shallow(table)
+    table_copy.flush = _shallow(table.flush)
     table_copy.scopes = dict(table.scopes)
     old = table.scopes.get(owner)
     if old is not None:
-        fresh = copy.copy(old)
-        fresh.versions = {pk: list(versions) for pk, versions in old.versions.items()}
+        fresh = _shallow(old)
+        if keys is None:
+            fresh.versions = {pk: list(versions) for pk, versions in old.versions.items()}
+        else:
+            fresh.versions = dict(old.versions)
+            for pk in keys:
+                if pk in fresh.versions:
+                    fresh.versions[pk] = list(fresh.versions[pk])
         fresh.stream_rows = list(old.stream_rows)
         fresh.expired = list(old.expired)
         fresh.cold = dict(old.cold)
@@ -76,6 +119,13 @@ def _frozen(values: dict[int, Any]) -> Hashable:
         return frozenset((k, repr(v)) for k, v in values.items())
 
 
+def _newest(versions: Sequence[Any] | None) -> Hashable:
+    """A key's newest version as plain values (None: the key was never written)."""
+    if not versions:
+        return None
+    return (versions[-1].deleted, _frozen(versions[-1].values))
+
+
 class ModelSpec:
     """The model after the sequential prefix, as a linearizability spec of the steps of ``ops``.
 
@@ -85,17 +135,29 @@ class ModelSpec:
     def __init__(self, model: Model, steps: Iterable[Step]):
         self._initial = copy.deepcopy(model)
         self._scope_of: dict[int, Scope] = {}
-        scopes: set[Scope] = set()
+        self._keys_of: dict[int, frozenset[Any] | None] = {}
+        written: dict[Scope, set[Any] | None] = {}
         for step in steps:
             scope = scope_of(self._initial, step)
+            keys = written_keys(self._initial, step)
             self._scope_of[id(step)] = scope
-            scopes.add(scope)
+            self._keys_of[id(step)] = keys
+            known = written.setdefault(scope, set())
+            written[scope] = None if known is None or keys is None else known | keys
         #: the scopes the steps touch, in a fixed order: what :meth:`key` fingerprints
-        self.scopes: tuple[Scope, ...] = tuple(sorted(scopes, key=lambda s: (s[0], s[1] or "")))
+        self.scopes: tuple[Scope, ...] = tuple(sorted(written, key=lambda s: (s[0], s[1] or "")))
+        #: per scope, the keys the steps may write (None: not known); the other rows never change
+        self._fingerprinted: tuple[tuple[Scope, tuple[Any, ...] | None], ...] = tuple(
+            (scope, None if written[scope] is None else tuple(written[scope] or ())) for scope in self.scopes
+        )
 
     def scope(self, step: Step) -> Scope:
         found = self._scope_of.get(id(step))
         return found if found is not None else scope_of(self._initial, step)
+
+    def _copy_for(self, state: Model, step: Step) -> Model:
+        keys = self._keys_of[id(step)] if id(step) in self._keys_of else written_keys(self._initial, step)
+        return _cow(state, self.scope(step), keys)
 
     # ------------------------------------------------------------------ SequentialSpec
 
@@ -108,7 +170,7 @@ class ModelSpec:
             expectations = op.apply(state)  # a read changes nothing (module docstring)
             new = state
         else:
-            new = _cow(state, self.scope(op))
+            new = self._copy_for(state, op)
             expectations = op.apply(new)
         if len(expectations) != 1 or compare_outcome(expectations[0], outcome) is not None:
             return None
@@ -118,25 +180,21 @@ class ModelSpec:
         assert isinstance(op, Step)
         if op.reads_only:
             return state
-        new = _cow(state, self.scope(op))
+        new = self._copy_for(state, op)
         op.apply(new)
         return new
 
     def key(self, state: Model) -> Hashable:
         out: list[Hashable] = []
-        for table_name, owner in self.scopes:
+        for (table_name, owner), keys in self._fingerprinted:
             table = state.tables.get(table_name)
             scope = None if table is None else table.scopes.get(owner)
             if scope is None:
                 out.append(None)
-                continue
-            out.append(
-                frozenset(
-                    (pk, versions[-1].deleted, _frozen(versions[-1].values))
-                    for pk, versions in scope.versions.items()
-                    if versions
-                )
-            )
+            elif keys is None:  # any key may have been written: the whole scope
+                out.append(frozenset((pk, _newest(vs)) for pk, vs in scope.versions.items()))
+            else:
+                out.append(tuple(_newest(scope.versions.get(pk)) for pk in keys))
         return tuple(out)
 
     def partition(self, ops: Sequence[Operation]) -> list[list[Operation]]:
