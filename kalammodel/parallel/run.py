@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import attrs
 
@@ -111,10 +111,9 @@ def run_program(
         for step in program.prefix:
             session.run(step)
         session.settle()
-        report = run_section(session, program.clients)
         if stats is not None:
             stats.programs += 1
-            stats.add(report)
+        report = run_section(session, program.clients, stats=stats)
         if report.verdict.result is Result.UNKNOWN:
             return None
         for step in program.suffix:
@@ -287,9 +286,10 @@ def run_section(
     clients: Sequence[Sequence[Step]],
     *,
     check_timeout: float = CHECK_TIMEOUT,
-    checker: Callable[..., Verdict] = check,
+    stats: ParallelStats | None = None,
 ) -> SectionReport:
-    """Run one parallel section on ``session`` after its prefix (module docstring, steps 2 to 5)."""
+    """Run one parallel section on ``session`` after its prefix (module docstring, steps 2 to 5); its report
+    is added to ``stats`` (a failing one too)."""
     session.settle()
     model = session.model
     model.clock = session.runner.clock()
@@ -311,8 +311,10 @@ def run_section(
     _transcribe(session, recorder.history())
     _record_closing_reads(session, recorder, _closing_reads(session, spec), len(clients))
     history = recorder.history()
-    verdict = checker(history, spec, timeout=check_timeout)
+    verdict = check(history, spec, timeout=check_timeout)
     report = SectionReport(len(clients), tuple(history), verdict)
+    if stats is not None:
+        stats.add(report)
     if verdict.result is Result.NOT_LINEARIZABLE:
         raise Divergence(
             Invariant.LINEARIZABILITY,

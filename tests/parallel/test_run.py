@@ -92,3 +92,34 @@ def test_hypothesis_draws_and_runs_parallel_programs(runner):
     failure = run_parallel(runner, 4, settings=settings(max_examples=4, database=None), seed=7, stats=stats)
     assert failure is None, failure and failure.divergence
     assert stats.programs >= 4 and stats.sections == stats.programs and stats.unknown == 0
+
+
+@pytest.mark.parametrize("applied", [True, False], ids=["answer-lost", "never-sent"])
+def test_a_request_without_answer_is_indeterminate_and_the_closing_read_decides(runner, monkeypatch, applied):
+    """A write whose answer is lost (or that never left) is indeterminate: the checker allows both, the closing
+    read of the scope decides, and the model the suffix checks follows the server."""
+    import kalammodel.parallel.run as run_module
+    from kalammodel.client import KalamClient
+    from kalammodel.errors import TransportError
+
+    class LosesInsertAnswers(KalamClient):
+        def execute(self, sql, params=None, namespace=None):
+            if "VALUES (7, 70)" in sql:
+                if applied:
+                    super().execute(sql, params, namespace)
+                raise TransportError("connection reset (planted by the test)")
+            return super().execute(sql, params, namespace)
+
+    monkeypatch.setattr(run_module, "KalamClient", LosesInsertAnswers)
+    session = runner.session()
+    try:
+        session.run(TABLE)
+        report = run_section(session, [[insert(7, 70), get(1)], [insert(1, 1), count()]])
+        assert report.verdict.ok, report.verdict.message
+        assert [o.status for o in report.history if o.op == insert(7, 70)] == [Status.INDETERMINATE]
+        assert report.indeterminate == 1
+        keys = [r[0] for r in session.model.select("user1", "t").rows]
+        assert keys == ([1, 7] if applied else [1])
+        session.check_all()  # the model adopted agrees with the server
+    finally:
+        session.close()
