@@ -180,8 +180,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
         counts[outcome.status] = counts.get(outcome.status, 0) + 1
         print(f"{outcome.status.upper():<8} {outcome.path}  {outcome.message}")
     pruned = sum(1 for o in outcomes if o.pruned)
+    known = sorted({o.known_bug.number for o in outcomes if o.known_bug is not None})
+    known_cases = sum(1 for o in outcomes if o.known_bug is not None)
     parts = [f"{counts.get(s, 0)} {s}" for s in ("fixed", "failing", "error")]
     summary = f"{len(outcomes)} case(s): " + ", ".join(parts)
+    if known:
+        summary += f" ({known_cases} of them known KalamDB bug(s) {', '.join(map(str, known))})"
     if pruned:
         summary += f" ({pruned} pruned)"
     print(summary)

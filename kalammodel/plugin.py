@@ -11,11 +11,14 @@ Options (group "kalammodel"):
 --kalammodel-workload NAME      a workload model: a file in models/ or a path (default: default)
 --kalammodel-db DIR             Hypothesis example database (default .hypothesis/kalammodel)
 --kalammodel-shared-db DIR      a read-only shared example database consulted as well
+--kalammodel-known-bugs MODE    report|fail a divergence that matches a known KalamDB bug (default: report
+                                against a real server, fail against the embedded one; docs/known-bugs.md)
 ```
 
 Profiles (select with Hypothesis's own ``--hypothesis-profile``; default ``dev``, or ``ci`` when ``CI=true``):
 ``ci`` (derandomized, 15 examples x 30 steps, prints blobs), ``dev`` (25 x 40), ``fuzz`` (10 000 x 100).
-Session fixtures: ``kalamdb_target``, ``actor_pool``, ``kalammodel_workload``.
+Session fixtures: ``kalamdb_target``, ``actor_pool``, ``kalammodel_workload``, ``kalammodel_known_bugs`` (the
+run's :class:`~kalammodel.generation.KnownBugPolicy`; its ledger reaches the terminal summary).
 """
 
 from __future__ import annotations
@@ -25,17 +28,20 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import pytest
 from hypothesis import HealthCheck, settings
 
 from kalammodel.errors import UsageError
 from kalammodel.targets import (
     ActorPool,
+    EmbeddedTarget,
     Target,
     add_pytest_options,
     check_faults,
     check_minutes,
     describe_selection,
+    known_bugs_mode,
     remote_version,
     target_from_options,
     values_from_pytest,
@@ -44,9 +50,9 @@ from kalammodel.targets import (
 if TYPE_CHECKING:
     from hypothesis.database import ExampleDatabase
 
-    from kalammodel.generation import Workload
+    from kalammodel.generation import KnownBugPolicy, Workload
 
-__all__ = ["PROFILES", "actor_pool", "kalamdb_target", "kalammodel_workload"]
+__all__ = ["PROFILES", "actor_pool", "kalamdb_target", "kalammodel_known_bugs", "kalammodel_workload"]
 
 # Steps talk to a server: too_slow measures that, not data generation.
 _SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large]
@@ -64,6 +70,7 @@ _PROFILE_KEY = pytest.StashKey[str]()
 _WORKLOAD_KEY = pytest.StashKey[str]()
 _USED_TARGET = pytest.StashKey[Target]()
 _REPORT_LINES = pytest.StashKey[list[str]]()
+_KNOWN_BUGS = pytest.StashKey["KnownBugPolicy"]()
 
 
 def report_line(config: pytest.Config, line: str) -> None:
@@ -161,6 +168,19 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
         terminalreporter.write_line(f"kalammodel: ran against {target.describe()} (server version {version})")
     for line in config.stash.get(_REPORT_LINES, []):
         terminalreporter.write_line(f"kalammodel: {line}")
+    policy = config.stash.get(_KNOWN_BUGS, None)
+    if policy is not None:
+        report = policy.ledger.report()
+        fixed = f"{len(report.possibly_fixed)} possibly fixed"
+        if isinstance(target, EmbeddedTarget):
+            # the embedded server is no KalamDB: a bug that did not show there says nothing about KalamDB
+            report = attrs.evolve(report, possibly_fixed=())
+            fixed = "'possibly fixed' is not reported for the embedded server"
+        terminalreporter.write_line(
+            f"kalammodel: known KalamDB bugs (--kalammodel-known-bugs={policy.mode}): {len(report.seen)} seen, {fixed}"
+        )
+        for line in report.summary_lines():
+            terminalreporter.write_line(f"kalammodel: {line}")
 
 
 @pytest.fixture(scope="session")
@@ -187,6 +207,21 @@ def kalamdb_target(pytestconfig: pytest.Config) -> Iterator[Target]:
         yield target
     finally:
         target.close()
+
+
+@pytest.fixture(scope="session")
+def kalammodel_known_bugs(pytestconfig: pytest.Config) -> KnownBugPolicy:
+    """How the session's runs treat known KalamDB bugs (--kalammodel-known-bugs; by default ``report`` against a
+    real server, ``fail`` against the embedded one), with the ledger the terminal summary reports."""
+    from kalammodel.generation import KnownBugPolicy
+
+    try:
+        mode = known_bugs_mode(_values(pytestconfig))
+    except UsageError as exc:
+        raise pytest.UsageError(str(exc)) from exc
+    policy = KnownBugPolicy(mode)
+    pytestconfig.stash[_KNOWN_BUGS] = policy
+    return policy
 
 
 @pytest.fixture(scope="session")

@@ -85,6 +85,9 @@ class RestartExtension(Extension):
                 namespace=session.ns,
             ) from exc
         session.pool.relogin()
+        # The restart took time, like a pause: STREAM rows may have expired meanwhile, so the model's clock moves
+        # on before the comparison (else a row past its TTL reads as a lost write).
+        session.model.clock = session.runner.clock()
         session.transcript_note(f"restarted the server ({'SIGKILL' if step.hard else 'clean stop'})")
         for ext in session.extensions:
             ext.after_restart(session)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import attrs
 
+from ..verdicts import KnownBug, match
 from ._runs import CaseRunner, run_once
 from .format import Case, CaseFileError, DivergenceRecord
 from .store import iter_cases
@@ -21,7 +22,8 @@ class ReplayOutcome:
     """The result of replaying one case file.
 
     ``status``: ``fixed`` (the steps now pass), ``failing`` (a divergence again; ``same_invariant`` says whether
-    it is the saved one) or ``error`` (a tool or transport error, or a case file that cannot be read).
+    it is the saved one; ``known_bug`` names the known KalamDB bug the divergence matches — still a bug, so still
+    failing) or ``error`` (a tool or transport error, or a case file that cannot be read).
     """
 
     status: str
@@ -32,9 +34,12 @@ class ReplayOutcome:
     case: Case | None = attrs.field(default=None, eq=False, repr=False)
     pruned: bool = False
     runs: int = 0
+    known_bug: KnownBug | None = None
 
 
-def _failing_outcome(case: Case, record: DivergenceRecord, run: int, total: int) -> ReplayOutcome:
+def _failing_outcome(
+    case: Case, record: DivergenceRecord, run: int, total: int, known_bug: KnownBug | None = None
+) -> ReplayOutcome:
     same = record.invariant == case.divergence.invariant
     where = f" at step #{record.step_index}" if record.step_index is not None else ""
     again = f"run {run} of {total}: " if total > 1 else ""
@@ -45,7 +50,9 @@ def _failing_outcome(case: Case, record: DivergenceRecord, run: int, total: int)
             f"{again}failing with a different invariant [{record.invariant}] (saved: "
             f"[{case.divergence.invariant}]){where}: {record.message}"
         )
-    return ReplayOutcome("failing", message, record, same, case.path, case, runs=run)
+    if known_bug is not None:
+        message += f" (matches {known_bug.label}: {known_bug.title} ({known_bug.link}))"
+    return ReplayOutcome("failing", message, record, same, case.path, case, runs=run, known_bug=known_bug)
 
 
 def replay_case(case: Case, runner: CaseRunner, runs: int = 1) -> ReplayOutcome:
@@ -57,8 +64,9 @@ def replay_case(case: Case, runner: CaseRunner, runs: int = 1) -> ReplayOutcome:
     for run in range(1, total + 1):
         outcome = run_once(runner, case.steps)
         if outcome.status == "fail" and outcome.result is not None and outcome.result.divergence is not None:
-            record = DivergenceRecord.from_divergence(outcome.result.divergence)
-            return _failing_outcome(case, record, run, total)
+            divergence = outcome.result.divergence
+            record = DivergenceRecord.from_divergence(divergence)
+            return _failing_outcome(case, record, run, total, match(divergence, case.steps))
         if outcome.status == "error":
             message = f"replay error: {outcome.error}"
             return ReplayOutcome("error", message, None, None, case.path, case, runs=run)

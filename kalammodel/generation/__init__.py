@@ -4,7 +4,7 @@
 - :mod:`.machine`: the Hypothesis state machine (one rule: draw an operation, draw its step, run it);
 - :mod:`.driver`: :func:`run_machine` (budget rounds, exception groups, gc, pinned constants, reduction);
 - :mod:`.strategies`: values, schemas, predicates, rows; :mod:`.workloads`: ``models/*.toml``;
-- :mod:`.reduce`: the step-level reducer.
+- :mod:`.reduce`: the step-level reducer; :mod:`.known_bugs`: how a run treats known KalamDB bugs.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from .driver import (
     run_machine,
     tuned_gc,
 )
+from .known_bugs import KNOWN_BUG_MODES, KnownBugPolicy, known_bug_line, matches_known_bug
 from .machine import Failure, KalamStateMachine, StepHook, machine_for
 from .operations import OPERATIONS, REGISTRY, Operation
 from .reduce import Reduction, reduce_steps, simplifications, table_slice
@@ -38,21 +39,25 @@ __all__ = [
     "BUDGET_ROUND",
     "DEFAULTS",
     "GC_THRESHOLDS",
+    "KNOWN_BUG_MODES",
     "OPERATIONS",
     "REGISTRY",
     "SHRINK_MODES",
     "Failure",
     "IntRange",
     "KalamStateMachine",
+    "KnownBugPolicy",
     "Operation",
     "Reduction",
     "StepHook",
     "Weights",
     "Workload",
     "favour_absent",
+    "known_bug_line",
     "list_workloads",
     "load_workload",
     "machine_for",
+    "matches_known_bug",
     "models_dir",
     "pinned_constants",
     "reduce_failure",

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from ..errors import Divergence
+from .known_bugs import KnownBugPolicy
 from .machine import Failure, StepHook, machine_for
 
 if TYPE_CHECKING:
@@ -47,6 +48,7 @@ def run_machine(
     seed: int | None = None,
     budget_s: float | None = None,
     shrink: str = "both",
+    known_bugs: KnownBugPolicy | None = None,
 ) -> Failure | None:
     """Run the state machine under ``settings`` (default: the loaded Hypothesis profile).
 
@@ -61,8 +63,15 @@ def run_machine(
     (or the profile's count, if smaller), each with a new seed (``seed + i`` when ``seed`` is given), and starts
     no new round once the budget is spent; a failure ends the run as usual, shrunk in full.
 
-    Returns None when every example agreed with the model, else the :class:`Failure` of Hypothesis's final
-    (minimal) example. Errors that are not divergences (tool bugs, a dead target) propagate.
+    ``known_bugs`` (:mod:`kalammodel.generation.known_bugs`): in ``report`` mode a divergence that matches a
+    known KalamDB bug is counted in the policy's ledger and ends its example without failing, and the run goes
+    on; in ``fail`` mode it fails as any divergence does. With a policy every example's steps are observed
+    (which bugs' triggers ran). Either way each failure returned names the known bug it matches
+    (:attr:`Failure.known_bug`; without a policy, by the packaged registry).
+
+    Returns None when every example agreed with the model (or met only known bugs, in ``report`` mode), else
+    the :class:`Failure` of Hypothesis's final (minimal) example. Errors that are not divergences (tool bugs, a
+    dead target) propagate.
     """
     if shrink not in SHRINK_MODES:
         raise ValueError(f"shrink must be one of {', '.join(SHRINK_MODES)} (got {shrink!r})")
@@ -76,14 +85,40 @@ def run_machine(
         raise ValueError(f"budget_s must be positive (got {budget_s!r})")
     with tuned_gc():
         if budget_s is not None:
-            failure = _run_for(runner, workload, settings=settings, hooks=hooks, seed=seed, budget_s=budget_s)
+            failure = _run_for(
+                runner,
+                workload,
+                settings=settings,
+                hooks=hooks,
+                seed=seed,
+                budget_s=budget_s,
+                known_bugs=known_bugs,
+            )
         else:
-            failure = _run_once(runner, workload, settings=settings, hooks=hooks, seed=seed)
+            failure = _run_once(
+                runner, workload, settings=settings, hooks=hooks, seed=seed, known_bugs=known_bugs
+            )
     if failure is not None and shrink != "hypothesis":
         others = [reduce_failure(runner, f) for f in failure.others]
         failure = reduce_failure(runner, failure)
         failure.others = others
+    if failure is not None:
+        _name_known_bugs(failure, known_bugs)
     return failure
+
+
+def _name_known_bugs(failure: Failure, policy: KnownBugPolicy | None) -> None:
+    """Set :attr:`Failure.known_bug` of ``failure`` and its others; with a policy, count each match (a known
+    bug that failed the run was seen, not "possibly fixed")."""
+    from ..verdicts import match
+
+    for found in [failure, *failure.others]:
+        if policy is None:
+            found.known_bug = match(found.divergence, found.steps)
+            continue
+        found.known_bug = policy.known_bug(found.divergence, found.steps)
+        if found.known_bug is not None:
+            policy.ledger.record(found.divergence, found.steps)
 
 
 #: garbage-collector thresholds while the machine runs (CPython's default is (700, 10, 10))
@@ -167,6 +202,7 @@ def _run_for(
     hooks: tuple[StepHook, ...],
     seed: int | None,
     budget_s: float,
+    known_bugs: KnownBugPolicy | None = None,
 ) -> Failure | None:
     import random
 
@@ -178,7 +214,9 @@ def _run_for(
     stop_at = time.monotonic() + budget_s
     i = 0
     while time.monotonic() < stop_at:
-        failure = _run_once(runner, workload, settings=rounds, hooks=hooks, seed=first + i)
+        failure = _run_once(
+            runner, workload, settings=rounds, hooks=hooks, seed=first + i, known_bugs=known_bugs
+        )
         if failure is not None:
             return failure
         i += 1
@@ -199,11 +237,12 @@ def _run_once(
     settings: Settings | None,
     hooks: tuple[StepHook, ...],
     seed: int | None,
+    known_bugs: KnownBugPolicy | None = None,
 ) -> Failure | None:
     from hypothesis.errors import Flaky
     from hypothesis.stateful import run_state_machine_as_test
 
-    machine = machine_for(runner, workload, hooks=hooks)
+    machine = machine_for(runner, workload, hooks=hooks, known_bugs=known_bugs)
     try:
         if seed is None:
             run_state_machine_as_test(machine, settings=settings)

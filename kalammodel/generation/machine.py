@@ -11,7 +11,10 @@ each example leaves out a random subset of the workload's operations, so that so
 operations hard.
 
 On a divergence the machine remembers the step list of the run (``KalamStateMachine.last_failure``); because
-Hypothesis replays the minimal failing example last, that is the shrunk program the corpus saves.
+Hypothesis replays the minimal failing example last, that is the shrunk program the corpus saves. With a
+:class:`~kalammodel.generation.known_bugs.KnownBugPolicy` in ``report`` mode, a divergence that matches a known
+KalamDB bug is counted instead and the example ends there: no further step runs (each later rule call returns
+at once), the final comparison is skipped, and Hypothesis sees a passing example.
 """
 
 from __future__ import annotations
@@ -30,11 +33,13 @@ from ..errors import Divergence
 from ..model import Column, Role, TableKind, TableState
 from ..steps import Step
 from ._ddl import create_table
+from .known_bugs import KnownBugPolicy, known_bug_line
 from .operations import BY_NAME, FALLBACK, REGISTRY
 from .strategies import weighted
 
 if TYPE_CHECKING:
     from ..runner import Runner
+    from ..verdicts import KnownBug
     from .reduce import Reduction
     from .workloads import Workload
 
@@ -57,6 +62,8 @@ class Failure:
     others: list[Failure] = attrs.Factory(list)
     #: the step-level reduction applied after (or instead of) Hypothesis's shrinking, if any
     reduction: Reduction | None = None
+    #: the known KalamDB bug the divergence matches (set by the driver on the final failures), if any
+    known_bug: KnownBug | None = None
 
 
 class KalamStateMachine(RuleBasedStateMachine):
@@ -69,6 +76,8 @@ class KalamStateMachine(RuleBasedStateMachine):
     failures: ClassVar[list[Failure]] = []
     #: extra checks run after each step, e.g. live-query subscriptions (kalammodel.checks.live)
     step_hooks: ClassVar[tuple[StepHook, ...]] = ()
+    #: how known-bug divergences are treated (None: as any divergence, and no example is observed)
+    known_bugs: ClassVar[KnownBugPolicy | None] = None
 
     tables = Bundle("tables")
 
@@ -83,6 +92,8 @@ class KalamStateMachine(RuleBasedStateMachine):
         self.ops = dict(workload.operations.items)
         self.enabled: set[str] = {op for op, w in self.ops.items() if w > 0}
         self.failed = False
+        #: the known bug this example met (report mode): it runs no further step
+        self.met_known_bug: KnownBug | None = None
         self.paused = False
         self.who_used: dict[str, list[tuple[str, str | None]]] = {}  # per table, in order of first use
         self.flushing: set[str] = set()  # tables with a StartFlush not yet awaited (machine's own record)
@@ -123,6 +134,8 @@ class KalamStateMachine(RuleBasedStateMachine):
         act on a table; the others (awaiting a flush, the live-query steps on subscriptions, pause, restart)
         ignore it. The operation draw shrinks towards the first choice, a plain INSERT.
         """
+        if self.met_known_bug is not None:  # the example ended at a known bug: the remaining calls are no-ops
+            return multiple()
         choices = self._choices(table)
         op = BY_NAME[data.draw(_weighted_choice(tuple(choices)), label="operation")]
         result = op.draw(self, table, data, op.name)
@@ -148,7 +161,12 @@ class KalamStateMachine(RuleBasedStateMachine):
     # ------------------------------------------------------------------ helpers of the draw functions
 
     def run(self, step: Step) -> None:
-        """Run ``step`` in the session, then the step hooks; record the failure on a divergence."""
+        """Run ``step`` in the session, then the step hooks; record the failure on a divergence.
+
+        After a known bug went past (report mode) nothing runs: a draw function that runs several steps stops.
+        """
+        if self.met_known_bug is not None:
+            return
         event(f"step: {step.kind}")
         note(f"#{self.session.step_index + 1} {step.describe()}")
         try:
@@ -158,9 +176,23 @@ class KalamStateMachine(RuleBasedStateMachine):
             for hook in self.step_hooks:
                 hook(self, step)
         except Divergence as div:
+            if self._goes_past(div):
+                return
             self.failed = True
             self._record(div)
             raise
+
+    def _goes_past(self, div: Divergence) -> bool:
+        """Whether ``div`` is a known bug the policy reports and goes past: then it is counted, noted, and the
+        example ends (no further step, no final comparison)."""
+        policy = type(self).known_bugs
+        bug = None if policy is None else policy.go_past(div, self.session.steps)
+        if bug is None:
+            return False
+        self.met_known_bug = bug
+        event(bug.label)
+        note(f"{known_bug_line(bug)}: [{div.invariant}] {div.message}")
+        return True
 
     def _record(self, div: Divergence) -> None:
         failure = Failure(list(self.session.steps), div)
@@ -220,14 +252,20 @@ class KalamStateMachine(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         try:
-            if not self.failed:
+            if not self.failed and self.met_known_bug is None:
                 try:
                     self.session.check_all()
                 except Divergence as div:
-                    self._record(div)
-                    raise
+                    if not self._goes_past(div):
+                        self._record(div)
+                        raise
         finally:
-            self.session.close()
+            try:
+                policy = type(self).known_bugs
+                if policy is not None:
+                    policy.observe(self.session.steps)  # every example, diverged or not
+            finally:
+                self.session.close()
 
 
 @functools.lru_cache(maxsize=512)
@@ -237,11 +275,16 @@ def _weighted_choice(choices: tuple[tuple[str, float], ...]) -> st.SearchStrateg
 
 
 def machine_for(
-    runner: Runner, workload: Workload, *, hooks: tuple[StepHook, ...] = ()
+    runner: Runner,
+    workload: Workload,
+    *,
+    hooks: tuple[StepHook, ...] = (),
+    known_bugs: KnownBugPolicy | None = None,
 ) -> type[KalamStateMachine]:
     """A state machine class bound to ``runner`` and ``workload`` (one per test session)."""
     return type(
         "KalamDB",
         (KalamStateMachine,),
-        {"runner": runner, "workload": workload, "last_failure": None, "failures": [], "step_hooks": hooks},
-    )
+        {"runner": runner, "workload": workload, "last_failure": None, "failures": [], "step_hooks": hooks,
+         "known_bugs": known_bugs},
+    )  # fmt: skip

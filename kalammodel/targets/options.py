@@ -43,6 +43,7 @@ __all__ = [
     "check_minutes",
     "describe_selection",
     "fault_names",
+    "known_bugs_mode",
     "option_values",
     "remote_version",
     "run_command",
@@ -55,6 +56,8 @@ __all__ = [
 
 #: the Hypothesis settings profiles the plugin registers
 PROFILES = ("ci", "dev", "fuzz")
+#: the values of --kalammodel-known-bugs (kalammodel.generation.KNOWN_BUG_MODES)
+KNOWN_BUG_MODES = ("report", "fail")
 EMBEDDED, REMOTE, PROCESS = EmbeddedTarget.kind, RemoteTarget.kind, ProcessTarget.kind
 ALL_TARGETS = frozenset({EMBEDDED, REMOTE, PROCESS})
 
@@ -159,6 +162,10 @@ OPTIONS: tuple[Option, ...] = (
            "linearizability, a sequential suffix (0, default: sequential programs; see docs/concurrency.md)"),
     Option("--kalammodel-cases-dir", "cases_dir", metavar="DIR", cli={"run": None},
            help="where failures are saved as case files (default: shrunk_cases/ of the checkout)"),
+    Option("--kalammodel-known-bugs", "known_bugs", choices=KNOWN_BUG_MODES, cli={"run": None},
+           help="a divergence that matches a known KalamDB bug (docs/known-bugs.md): count it, end its example "
+           "and go on (report), or fail as any divergence does, naming the bug (fail); default: report against "
+           "a real server (a URL or a server command), fail against the embedded server"),
     # The foreground server of `kalammodel serve` only.
     Option("--port", "port", type=int, default=8080, pytest=False,
            help="port to listen on (default 8080; 0: any free port)", cli={"serve": None}),
@@ -307,6 +314,19 @@ def check_minutes(minutes: float | None) -> None:
     """UsageError unless the ``--kalammodel-minutes`` budget is unset or positive."""
     if minutes is not None and not minutes > 0:
         raise UsageError(f"--kalammodel-minutes must be a positive number of minutes (got {minutes})")
+
+
+def known_bugs_mode(values: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> str:
+    """The --kalammodel-known-bugs mode the option values select: the one given, else ``report`` against a real
+    server (a URL, from the option or ``KALAMDB_URL``, or a server command) and ``fail`` against the embedded
+    server (the correct baseline: no known KalamDB bug may occur there)."""
+    value: str | None = values["known_bugs"]
+    if value is not None:
+        if value not in KNOWN_BUG_MODES:
+            choices = ", ".join(KNOWN_BUG_MODES)
+            raise UsageError(f"--kalammodel-known-bugs must be one of {choices} (got {value!r})")
+        return value
+    return "report" if values["server_cmd"] or _url(values, environ) else "fail"
 
 
 def _url(values: Mapping[str, Any], environ: Mapping[str, str] | None) -> str | None:

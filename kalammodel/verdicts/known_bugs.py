@@ -147,10 +147,13 @@ class KnownBug:
     def trigger_exercised(self, steps: Sequence[Step] | Program) -> bool:
         """Whether the program did what the bug needs at some step, on some table (diverging or not)."""
         program = steps if isinstance(steps, Program) else Program(steps)
-        for table in program.tables:
-            for index in range(len(program.steps)):
+        for index, step in enumerate(program.steps):
+            own = program.table_of(step)
+            for table in program.tables:
                 focus = Focus(program, table, index)
-                if any(s.holds(focus) for s in self.signatures):
+                # a shape that names step kinds needs such a step on this table (a DELETE of a USER table does
+                # not exercise a STREAM table's DELETE bug); "*" shapes read the table after any step
+                if any((s.any_step or own == table) and s.holds(focus) for s in self.signatures):
                     return True
         return False
 
@@ -275,6 +278,33 @@ class KnownBugReport:
 
     seen: tuple[tuple[KnownBug, int], ...]
     possibly_fixed: tuple[KnownBug, ...]
+    #: the first divergence counted for each bug seen, by number
+    first_seen: Mapping[int, Divergence] = attrs.field(factory=dict, eq=False)
+
+    def summary_lines(self) -> list[str]:
+        r"""One stable, greppable line per bug (a run's terminal summary prefixes ``kalammodel: ``)::
+
+            known KalamDB bug 1 (<title>) seen 3 times: <link>
+              first: [soft_delete] at step #4: <message>
+            known KalamDB bug 11 (<title>) possibly fixed: its trigger ran, it never matched: <link>
+
+        (``seen 1 time`` for one; grep ``known KalamDB bug [0-9]+ \(.*\) seen [0-9]+ times?``.)
+        """
+        lines = []
+        for bug, count in self.seen:
+            lines.append(
+                f"{bug.label} ({bug.title}) seen {count} time{'' if count == 1 else 's'}: {bug.link}"
+            )
+            first = self.first_seen.get(bug.number)
+            if first is not None:
+                where = f" at step #{first.step_index}" if first.step_index is not None else ""
+                message = first.message if len(first.message) <= 200 else first.message[:199] + "…"
+                lines.append(f"  first: [{first.invariant}]{where}: {message}")
+        lines.extend(
+            f"{bug.label} ({bug.title}) possibly fixed: its trigger ran, it never matched: {bug.link}"
+            for bug in self.possibly_fixed
+        )
+        return lines
 
     def render(self) -> str:
         lines = []
@@ -297,6 +327,7 @@ class KnownBugLedger:
     def __init__(self, bugs: KnownBugs | None = None):
         self.bugs = bugs if bugs is not None else _packaged()
         self._counts: dict[int, int] = {}
+        self._first: dict[int, Divergence] = {}
         self._exercised: set[int] = set()
 
     def observe(self, steps: Sequence[Step]) -> None:
@@ -311,6 +342,7 @@ class KnownBugLedger:
         bug = self.bugs.match(divergence, steps)
         if bug is not None:
             self._counts[bug.number] = self._counts.get(bug.number, 0) + 1
+            self._first.setdefault(bug.number, divergence)
             self._exercised.add(bug.number)
         return bug
 
@@ -330,7 +362,7 @@ class KnownBugLedger:
 
     def report(self) -> KnownBugReport:
         seen = tuple((b, self._counts[b.number]) for b in self.bugs if b.number in self._counts)
-        return KnownBugReport(seen=seen, possibly_fixed=self.possibly_fixed())
+        return KnownBugReport(seen=seen, possibly_fixed=self.possibly_fixed(), first_seen=dict(self._first))
 
 
 # ---------------------------------------------------------------------- loading and validation
