@@ -84,8 +84,22 @@ def _run_parallel_programs(kalamdb_target, actor_pool, clients, pytestconfig):
         failure = run_parallel(runner, clients, budget_s=time_budget(pytestconfig), stats=stats)
     finally:
         report_line(pytestconfig, f"test_stateful (parallel, up to {clients} clients) ran {stats.summary()}")
-    if failure is not None:
-        race = " (it passed on a replay: a race)" if failure.flaky else ""
-        pytest.fail(
-            f"Failing parallel program{race}:\n{failure.program.describe()}\n\n{failure.divergence}", pytrace=False
-        )
+    if failure is None:
+        return
+    from kalammodel.parallel import ProgramCaseRunner
+
+    saved = save_case(
+        Path(pytestconfig.getoption("kalammodel_cases_dir", None) or CASES),
+        failure.program.steps,
+        failure.divergence,
+        context=RunContext.collect(kalamdb_target, runner.pool, failure.divergence.namespace),
+        workload=f"parallel-{clients}",
+        runner=ProgramCaseRunner(runner, failure.program),
+        parallel=failure.program,
+    )
+    race = " (replays disagree: a race)" if saved.case.classification == "flaky" else ""
+    pytest.fail(
+        f"Failing parallel program{race}, saved as {saved.case.classification}:\n{failure.program.describe()}\n\n"
+        f"{failure.divergence}\n\nreplay: kalammodel replay {saved.path}",
+        pytrace=False,
+    )

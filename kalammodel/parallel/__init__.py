@@ -12,7 +12,7 @@ See docs/concurrency.md, "Parallel programs".
 from __future__ import annotations
 
 from .program import MAX_CLIENTS, MIN_CLIENTS, SECTION_KINDS, ParallelProgram, section_step_problem
-from .run import ParallelStats, SectionReport, run_program, run_section
+from .run import ParallelStats, ProgramCaseRunner, SectionReport, program_result, run_program, run_section
 from .spec import ModelSpec, scope_of
 
 __all__ = [
@@ -22,7 +22,9 @@ __all__ = [
     "ModelSpec",
     "ParallelProgram",
     "ParallelStats",
+    "ProgramCaseRunner",
     "SectionReport",
+    "program_result",
     "run_program",
     "run_section",
     "scope_of",

@@ -127,6 +127,12 @@ class ParallelProgram:
     suffix: tuple[Step, ...] = attrs.field(default=(), converter=_suffix)
 
     @property
+    def steps(self) -> tuple[Step, ...]:
+        """Every step, flattened: the prefix, each client's steps in client order, the suffix (a case file's
+        ``steps``; the order of the section is the checker's, not this one)."""
+        return self.prefix + tuple(s for c in self.clients for s in c) + self.suffix
+
+    @property
     def section_steps(self) -> int:
         """How many steps the parallel section runs, all clients together."""
         return sum(len(c) for c in self.clients)

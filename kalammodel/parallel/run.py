@@ -31,17 +31,24 @@ from collections.abc import Sequence
 import attrs
 
 from ..client import KalamClient
-from ..errors import DeadlineExceeded, Divergence, Invariant, SqlError, TransportError, UsageError
+from ..errors import DeadlineExceeded, Divergence, Invariant, KalamError, SqlError, TransportError, UsageError
 from ..history import HistoryRecorder, Operation, Result, Status, Verdict, check
 from ..model import Cmp, Model, Outcome, TableKind
-from ..runner import Runner, Session
+from ..runner import Runner, RunResult, Session
 from ..runner.outcomes import outcome_of
 from ..runner.records import TranscriptEntry
 from ..steps import Select, Step
 from .program import ParallelProgram, step_table
 from .spec import ModelSpec
 
-__all__ = ["ParallelStats", "SectionReport", "run_program", "run_section"]
+__all__ = [
+    "ParallelStats",
+    "ProgramCaseRunner",
+    "SectionReport",
+    "program_result",
+    "run_program",
+    "run_section",
+]
 
 #: seconds a request of a parallel client may take before it counts as indeterminate
 REQUEST_TIMEOUT = 10.0
@@ -108,20 +115,60 @@ def run_program(
     """
     session = runner.session()
     try:
-        for step in program.prefix:
-            session.run(step)
-        session.settle()
-        if stats is not None:
-            stats.programs += 1
-        report = run_section(session, program.clients, stats=stats)
-        if report.verdict.result is Result.UNKNOWN:
-            return None
-        for step in program.suffix:
-            session.run(step)
-        session.check_all()
-        return report
+        return _run_on(session, program, stats)
     finally:
         session.close()
+
+
+def _run_on(session: Session, program: ParallelProgram, stats: ParallelStats | None) -> SectionReport | None:
+    for step in program.prefix:
+        session.run(step)
+    session.settle()
+    if stats is not None:
+        stats.programs += 1
+    report = run_section(session, program.clients, stats=stats)
+    if report.verdict.result is Result.UNKNOWN:
+        return None
+    for step in program.suffix:
+        session.run(step)
+    session.check_all()
+    return report
+
+
+def program_result(runner: Runner, program: ParallelProgram) -> RunResult:
+    """Run ``program`` as :meth:`Runner.run_steps` runs steps: never raises for a divergence or a server failure."""
+    try:
+        session = runner.session()
+    except KalamError as exc:
+        return RunResult(ok=False, error=f"could not start a session: {exc}")
+    try:
+        _run_on(session, program, None)
+        return RunResult(ok=True, transcript=tuple(session.transcript), steps_run=len(program.steps))
+    except Divergence as div:
+        return RunResult(
+            ok=False, divergence=div, transcript=tuple(session.transcript), steps_run=session.step_index + 1
+        )
+    except (KalamError, UsageError) as exc:
+        error = f"{type(exc).__name__} at step #{session.step_index}: {exc}"
+        return RunResult(
+            ok=False, error=error, transcript=tuple(session.transcript), steps_run=session.step_index + 1
+        )
+    finally:
+        session.close()
+
+
+@attrs.frozen
+class ProgramCaseRunner:
+    """Replays one parallel program wherever a case runner is asked to replay a case's steps (``save_case``'s
+    classification, ``replay_case``): the steps given are that program's, flattened (``ParallelProgram.steps``)."""
+
+    runner: Runner
+    program: ParallelProgram
+
+    def run_steps(self, steps: Sequence[Step]) -> RunResult:
+        if tuple(steps) != self.program.steps:
+            raise UsageError("ProgramCaseRunner replays its own program; it was given other steps")
+        return program_result(self.runner, self.program)
 
 
 def _check_by_key(model: Model, step: Step) -> None:

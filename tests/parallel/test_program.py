@@ -87,5 +87,7 @@ def test_the_parallel_option_takes_zero_or_two_to_eight_clients(clients):
 
     for fine in (0, None, 2, 8):
         check_parallel(fine)
-    with pytest.raises(UsageError, match=r"--kalammodel-parallel must be 0 \(sequential programs\) or 2 to 8"):
+    with pytest.raises(
+        UsageError, match=r"--kalammodel-parallel must be 0 \(sequential programs\) or 2 to 8"
+    ):
         check_parallel(clients)
