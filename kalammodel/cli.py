@@ -118,10 +118,14 @@ class _LazyRunner:
         return self._target
 
     def run_steps(self, steps: Sequence[Step]) -> RunResult:
+        return self.as_runner().run_steps(list(steps))
+
+    def as_runner(self) -> Runner:
+        """The runner, started on first use (a parallel case replays on it: ``replay_case``)."""
         if self._runner is None:
             self.start()
         assert self._runner is not None
-        return self._runner.run_steps(list(steps))
+        return self._runner
 
     def close(self) -> None:
         for thing in (self._pool, self._target):

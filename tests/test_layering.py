@@ -41,7 +41,8 @@ LINT_IMPORTS = shutil.which("lint-imports", path=str(Path(sys.executable).parent
 LAYERS = [
     "plugin | cli",
     # reproduce: the helpers an exported pytest file imports (client and errors only)
-    "targets : generation : corpus : reproduce",
+    # parallel: parallel programs (issue 15), drawn with Hypothesis and run on the runner's sessions
+    "targets : generation : corpus : reproduce : parallel",
     # verdicts (the known-bugs registry) judges a divergence from the steps that led to it, like the checks
     "runner : checks : verdicts",
     "steps",

@@ -162,3 +162,15 @@ def test_targets_facade_is_sorted_and_complete():
     }  # fmt: skip
     assert targets.__all__ == sorted(targets.__all__)
     assert set(targets.__all__) == public
+
+
+def test_the_parallel_option_is_declared_once_for_both_front_ends(tmp_path: Path):
+    """--kalammodel-parallel K: an int, 0 (sequential) by default, handed on by `kalammodel run` only when given."""
+    declared = plugin_options()["--kalammodel-parallel"]
+    assert declared["default"] == 0 and declared["type"] is int
+    given = values_from_cli(cli.build_parser().parse_args(["run", "--kalammodel-parallel", "4"]), "run")
+    assert given["parallel"] == 4
+    argv, _ = targets.run_command(tmp_path / "t.py", given)
+    assert "--kalammodel-parallel=4" in argv
+    argv, _ = targets.run_command(tmp_path / "t.py", values_from_cli(cli.build_parser().parse_args(["run"]), "run"))
+    assert not any(a.startswith("--kalammodel-parallel") for a in argv)

@@ -26,6 +26,10 @@ def test_kalamdb_agrees_with_the_model(
     """Every random program gives the same outcomes on the server as in the reference model (with
     --kalammodel-known-bugs=report, the default against a real server: or meets a known KalamDB bug, counted in
     the terminal summary)."""
+    clients = pytestconfig.getoption("kalammodel_parallel", 0) or 0
+    if clients:
+        _run_parallel_programs(kalamdb_target, actor_pool, clients, pytestconfig)
+        return
     runner = Runner(kalamdb_target, actor_pool, extensions=[live_extension])
     try:
         failure = run_machine(
@@ -62,3 +66,40 @@ def test_kalamdb_agrees_with_the_model(
         reports.append(report)
     title = f"{len(reports)} distinct failures\n\n" if len(reports) > 1 else ""
     pytest.fail(title + "\n\n".join(reports), pytrace=False)
+
+
+def _run_parallel_programs(kalamdb_target, actor_pool, clients, pytestconfig):
+    """``--kalammodel-parallel K``: parallel programs of 2..K clients, each section checked for linearizability."""
+    from kalammodel.errors import UsageError
+    from kalammodel.parallel import ParallelStats
+    from kalammodel.parallel.generate import check_parallel, run_parallel
+
+    try:
+        check_parallel(clients)
+    except UsageError as exc:
+        raise pytest.UsageError(str(exc)) from exc
+    runner = Runner(kalamdb_target, actor_pool, extensions=[live_extension])
+    stats = ParallelStats()
+    try:
+        failure = run_parallel(runner, clients, budget_s=time_budget(pytestconfig), stats=stats)
+    finally:
+        report_line(pytestconfig, f"test_stateful (parallel, up to {clients} clients) ran {stats.summary()}")
+    if failure is None:
+        return
+    from kalammodel.parallel import ProgramCaseRunner
+
+    saved = save_case(
+        Path(pytestconfig.getoption("kalammodel_cases_dir", None) or CASES),
+        failure.program.steps,
+        failure.divergence,
+        context=RunContext.collect(kalamdb_target, runner.pool, failure.divergence.namespace),
+        workload=f"parallel-{clients}",
+        runner=ProgramCaseRunner(runner, failure.program),
+        parallel=failure.program,
+    )
+    race = " (replays disagree: a race)" if saved.case.classification == "flaky" else ""
+    pytest.fail(
+        f"Failing parallel program{race}, saved as {saved.case.classification}:\n{failure.program.describe()}\n\n"
+        f"{failure.divergence}\n\nreplay: kalammodel replay {saved.path}",
+        pytrace=False,
+    )

@@ -26,6 +26,7 @@ from ._codec import DataError, Key, choice, items, optional, optional_text, stri
 from ._data import display_path, jsonable, public_url, show, slug, text_of
 
 if TYPE_CHECKING:
+    from kalammodel.parallel import ParallelProgram
     from kalammodel.steps import Request, Step
 
 FORMAT = "kalammodel-case"
@@ -115,6 +116,22 @@ def _record(cls: Any) -> _codec.Loader:  # Any: a record class with from_data
 
 def _is_none(value: object) -> bool:
     return value is None
+
+
+def _load_parallel(value: Any, where: str) -> ParallelProgram | None:  # Any: JSON data
+    """The ``parallel`` section of a parallel case (absent in sequential cases: None)."""
+    if value is None:
+        return None
+    from kalammodel.parallel import ParallelProgram  # imported on use: sequential cases never need it
+
+    try:
+        return ParallelProgram.from_data(value)
+    except UsageError as exc:
+        raise DataError(f"field {where!r}: {exc}; repair the file or delete it") from None
+
+
+def _dump_parallel(program: ParallelProgram) -> dict[str, Any]:
+    return program.to_data()
 
 
 @attrs.frozen
@@ -292,6 +309,8 @@ class Case:
     format_version: int = FORMAT_VERSION
     actors: Mapping[str, str] = attrs.field(factory=dict)  # acting identity -> role
     path: Path | None = attrs.field(default=None, eq=False)
+    #: a parallel case's program (``steps`` then lists its steps: prefix, each client's, suffix); None: sequential
+    parallel: ParallelProgram | None = None
 
     @property
     def fingerprint(self) -> str:
@@ -348,6 +367,7 @@ _CASE_KEYS = (
     Key("replays", "replays", _record(Replays), dump=Replays.to_data, required=True),
     Key("actors", "actors", _actors, dump=dict, default={}),
     Key("steps", "steps", _load_steps, dump=_dump_steps, required=True),
+    Key("parallel", "parallel", _load_parallel, dump=_dump_parallel, omit=_is_none),
     Key("divergence", "divergence", _record(DivergenceRecord), dump=DivergenceRecord.to_data, required=True),
 )
 

@@ -58,6 +58,17 @@ def _failing_outcome(
 def replay_case(case: Case, runner: CaseRunner, runs: int = 1) -> ReplayOutcome:
     """Replay ``case`` on a fresh namespace: ``fixed`` when it passes (every run; a flaky case at least
     :data:`FLAKY_MIN_RUNS` times), ``failing`` when a divergence comes back, ``error`` on a tool or transport error."""
+    if case.parallel is not None:
+        from kalammodel.parallel import ProgramCaseRunner
+        from kalammodel.runner import Runner
+
+        # a Runner, or a front end's lazy runner that can give one (``as_runner()``: the CLI's)
+        as_runner = getattr(runner, "as_runner", None)
+        real = runner if isinstance(runner, Runner) else as_runner() if callable(as_runner) else None
+        if not isinstance(real, Runner):
+            message = "replay error: a parallel case replays on a kalammodel Runner (it runs threads on sessions)"
+            return ReplayOutcome("error", message, None, None, case.path, case)
+        runner = ProgramCaseRunner(real, case.parallel)
     total = max(1, runs)
     if case.classification == "flaky":
         total = max(total, FLAKY_MIN_RUNS)

@@ -26,6 +26,7 @@ from .format import Case, CaseFileError, DivergenceRecord, Replays, Signature, l
 
 if TYPE_CHECKING:
     from kalammodel.errors import Divergence
+    from kalammodel.parallel import ParallelProgram
     from kalammodel.steps import Step
 
 
@@ -174,6 +175,7 @@ def save_case(
     workload: str | None = None,
     runner: CaseRunner | None = None,
     replays: int = 3,
+    parallel: ParallelProgram | None = None,
 ) -> SavedCase:
     """Save a shrunk failing step list as ``<directory>/<invariant>-<fingerprint>.json``.
 
@@ -182,6 +184,9 @@ def save_case(
     and the case is classified ``deterministic`` (every replay fails with the same invariant), ``flaky`` (some
     pass: one passing and one failing transcript are kept) or ``not_reproducible`` (none fails). Without a
     runner the case is ``deterministic``: Hypothesis's own final replay of the minimal example failed.
+    ``parallel``: the case is that parallel program (``steps`` must be ``parallel.steps``), stored in the file's
+    ``parallel`` section; its runner is a ``kalammodel.parallel.ProgramCaseRunner`` (a ``flaky`` parallel case
+    is a race: the interleaving decides).
 
     If a readable file with the same signature exists and its program is not longer, it is kept as it is;
     otherwise it is replaced. An unreadable file is never overwritten: the new case goes to a numbered name.
@@ -191,6 +196,8 @@ def save_case(
     steps = tuple(steps)
     if not steps:
         raise UsageError("save_case needs at least one step; got an empty step list")
+    if parallel is not None and steps != parallel.steps:
+        raise UsageError("save_case of a parallel program: steps must be parallel.steps (prefix, clients, suffix)")
     if divergence is None:
         raise UsageError("save_case needs the divergence that the steps produce; got None")
     context = context if context is not None else RunContext()
@@ -220,11 +227,15 @@ def save_case(
         created_at=now(),
         actors=_actor_roles(steps, record.namespace or "ns", dict(context.actors)),
         path=path,
+        parallel=parallel,
     )
     data = case.to_data()
     steps_data = remove_secrets(data.pop("steps"), context.secrets)
+    parallel_data = remove_secrets(data.pop("parallel"), context.secrets) if "parallel" in data else None
     data = scrub(data, context.secrets)
     data["steps"] = steps_data
+    if parallel_data is not None:
+        data["parallel"] = parallel_data
     atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
     return SavedCase(path, case, action, note)
 

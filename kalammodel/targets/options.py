@@ -157,6 +157,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("--kalammodel-shrink", "shrink", default="both", choices=("both", "hypothesis", "steps"), cli={"run": None},
            help="how failures are minimised: Hypothesis's shrinker then the step reducer (both, default), "
            "one of them only (hypothesis, steps: much faster against a server; see docs/shrunk-cases.md)"),
+    Option("--kalammodel-parallel", "parallel", type=int, default=0, metavar="K", cli={"run": None},
+           help="draw parallel programs: a sequential prefix, K clients (2 to 8) at the same time checked for "
+           "linearizability, a sequential suffix (0, default: sequential programs; see docs/concurrency.md)"),
     Option("--kalammodel-cases-dir", "cases_dir", metavar="DIR", cli={"run": None},
            help="where failures are saved as case files (default: shrunk_cases/ of the checkout)"),
     Option("--kalammodel-known-bugs", "known_bugs", choices=KNOWN_BUG_MODES, cli={"run": None},
