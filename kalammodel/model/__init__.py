@@ -28,7 +28,7 @@ from ._expect import (
     row_key,
     unexpected_rows,
 )
-from ._live import LiveChange, LiveModel, LiveOptions, LiveSub, live_filter_supported
+from ._live import REFUSALS, LiveChange, LiveModel, LiveOptions, LiveSub, live_filter_supported
 from ._model import Model
 from ._predicates import (
     And,
@@ -87,6 +87,7 @@ __all__ = [
     "Like",
     "Limits",
     "LiveChange",
+    "REFUSALS",
     "LiveModel",
     "LiveOptions",
     "LiveSub",
