@@ -179,7 +179,7 @@ class LiveExtension(Extension):
                 raise self._div(session, sub, step, f"after every change arrived: {problem}")
             self._sql_check(session, sub, step)
         self._check_retired(session, step)
-        self._check_ended(session, step)
+        self._check_ended(session, step, deadline)
 
     def close(self, session: Session) -> None:
         for conn in list(self.conns.values()) + [c for c, _ in self.retired] + [c for _, c, _ in self.ended]:
@@ -674,10 +674,15 @@ class LiveExtension(Extension):
                         namespace=session.ns,
                     )
 
-    def _check_ended(self, session: Session, step: Step | None) -> None:
-        """Nothing arrives for a subscription after the server told the client it ended."""
+    def _check_ended(self, session: Session, step: Step | None, deadline: float) -> None:
+        """Nothing arrives for a subscription after the server told the client it ended (up to ``deadline``:
+        the quiet window of a final check)."""
         for sub, _conn, handle in self.ended:
-            for msg in handle.pending():
+            while True:
+                try:
+                    msg = handle.get(max(0.0, deadline - time.monotonic()))
+                except (DeadlineExceeded, ConnectionClosed):
+                    break
                 raise self._div(
                     session,
                     sub,

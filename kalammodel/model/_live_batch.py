@@ -37,8 +37,8 @@ class LiveRows:
         return {n: row.get(n) for n in self.compared_columns(table, sub)}
 
     def admits(self, table: TableState, sub: LiveSub, row: Mapping[str, Any]) -> bool | None:
-        """The filter's verdict on ``row`` (a model row of the current table): True, False or None (UNKNOWN:
-        it names a column that is gone, so the server cannot evaluate it and must tell the client)."""
+        """Whether the filter admits ``row`` (a model row of the current table): True, False, or None when it
+        cannot decide (a comparison on a column that is gone decides it): the server must tell the client."""
         return verdict(sub.where, row, unevaluable(table, sub))
 
     def unanswerable(self, table: TableState, sub: LiveSub) -> bool:

@@ -26,6 +26,7 @@ codes KalamDB's ``handle_subscribe`` may map a planning failure to.
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -236,21 +237,47 @@ def unevaluable(table: TableState, sub: LiveSub) -> frozenset[str]:
 
 
 def verdict(pred: Predicate | None, row: Mapping[str, Any], unknown: frozenset[str]) -> bool | None:
-    """``pred`` on ``row`` by SQL three-valued logic, every comparison naming an ``unknown`` column UNKNOWN."""
+    """Whether ``pred`` admits ``row`` (True), excludes it (False), or cannot decide (None).
+
+    A comparison naming an ``unknown`` column (gone, or of another type now) cannot be evaluated: it may stand
+    for TRUE, FALSE or UNKNOWN. The row is admitted when the filter is TRUE (by SQL three-valued logic) under
+    every choice, excluded when it is TRUE under none (a NULL comparison is UNKNOWN: not admitted), and
+    undecided otherwise: ``n > 2 OR gone = 1`` admits n = 5 and cannot decide n = 1.
+    """
     if pred is None:
         return True
     if not unknown or not (pred.columns() & unknown):
-        return pred.evaluate(row)
+        return pred.evaluate(row) is True
+    atoms = _atoms(pred, unknown)
+    outcomes = set()
+    for choice in itertools.product((True, False, None), repeat=len(atoms)):
+        outcomes.add(_kleene(pred, row, dict(zip(atoms, choice))) is True)
+        if len(outcomes) > 1:
+            return None
+    return outcomes.pop()
+
+
+def _atoms(pred: Predicate, unknown: frozenset[str]) -> list[int]:
     if isinstance(pred, Not):
-        inner = verdict(pred.item, row, unknown)
+        return _atoms(pred.item, unknown)
+    if isinstance(pred, (And, Or)):
+        return [a for p in pred.items for a in _atoms(p, unknown)]
+    return [id(pred)] if pred.columns() & unknown else []
+
+
+def _kleene(pred: Predicate, row: Mapping[str, Any], chosen: dict[int, bool | None]) -> bool | None:
+    if id(pred) in chosen:
+        return chosen[id(pred)]
+    if isinstance(pred, Not):
+        inner = _kleene(pred.item, row, chosen)
         return None if inner is None else not inner
     if isinstance(pred, (And, Or)):
-        results = [verdict(p, row, unknown) for p in pred.items]
+        results = [_kleene(p, row, chosen) for p in pred.items]
         win = isinstance(pred, Or)  # OR: TRUE wins; AND: FALSE wins
         if any(r is win for r in results):
             return win
         return None if any(r is None for r in results) else not win
-    return None
+    return pred.evaluate(row)
 
 
 def outside_live_grammar(pred: Predicate | None) -> str | None:
