@@ -294,25 +294,24 @@ class LiveExtension(Extension):
                 f"subscribe {sql!r}: expected subscription_ack, got {first.raw}",
                 actor=actor,
             )
-        state = session.model.tables[table]
-        want = list(columns) if columns is not None else state.star_columns()
-        got = [c.name for c in first.schema or []]
+        self._check_ack(session, sub, step, first, snapshot=wire is not None)
+        if wire is not None:
+            self._take_batch(session, sub, step, ack=first)
+
+    def _check_ack(self, session: Session, sub: LiveSub, step: Step, ack: LiveMessage, snapshot: bool) -> None:
+        """The ack's schema lists the projection (or ``SELECT *``'s columns); without a snapshot it says ready."""
+        state = session.model.tables[sub.table]
+        want = list(sub.columns) if sub.columns is not None else state.star_columns()
+        got = [c.name for c in ack.schema or []]
         if got != want:
             raise self._div(
                 session, sub, step, f"ack schema lists {got}, expected {want}", expected=want, actual=got
             )
-        if wire is None:
-            control = first.batch_control or {}
-            if control.get("has_more") or control.get("status") != "ready":
-                raise self._div(
-                    session,
-                    sub,
-                    step,
-                    f"ack without snapshot must say ready, not {control}",
-                    actual=first.raw,
-                )
-            return
-        self._take_batch(session, sub, step, ack=first)
+        control = ack.batch_control or {}
+        if not snapshot and (control.get("has_more") or control.get("status") != "ready"):
+            raise self._div(
+                session, sub, step, f"ack without snapshot must say ready, not {control}", actual=ack.raw
+            )
 
     def _take_batch(self, session: Session, sub: LiveSub, step: Step, ack: LiveMessage | None = None) -> None:
         handle = self.handles[sub.id]
