@@ -222,3 +222,32 @@ def test_a_filter_beyond_the_live_grammar_may_be_refused_at_subscribe(runner, mo
         [_table(), Subscribe("user1", "t", "s1", where=Cmp("n", B, "=", 1), snapshot=False)]
     )
     assert result.divergence is not None and "expected subscription_ack" in str(result.divergence)
+
+
+def test_silence_about_a_change_the_filter_cannot_decide_is_a_divergence(
+    kalamdb_target, actor_pool, monkeypatch
+):
+    """The filter names a dropped column and a change it cannot decide happens: a server that neither tells
+    the client nor delivers (KalamDB's evaluator skips such a change) is found, ``live_query``. Injected on
+    the client side: the server's error for the subscription never reaches it."""
+    from kalammodel.checks.live import LiveExtension
+
+    real = _ws.Subscription._put
+
+    def put(self, item):
+        if isinstance(item, dict) and item.get("type") == "error":
+            return  # dropped in silence
+        real(self, item)
+
+    monkeypatch.setattr(_ws.Subscription, "_put", put)
+    runner = Runner(kalamdb_target, actor_pool, extensions=[lambda s: LiveExtension(s, event_timeout=1.0)])
+    result = runner.run_steps(
+        [
+            _table(),
+            Subscribe("user1", "t", "s1", where=Cmp("s", T, "=", "a"), snapshot=False),
+            AlterDropColumn("dba", "t", "s"),
+            Insert("user1", "t", ("id", "n"), (B, B), ((2, 9),)),
+        ]
+    )
+    assert result.divergence is not None and result.divergence.invariant is Invariant.LIVE_QUERY
+    assert "did not arrive" in str(result.divergence) and "cannot evaluate" in str(result.divergence)
