@@ -55,6 +55,7 @@ from ..errors import (
 )
 from ..model import (
     REFUSALS,
+    ColumnType,
     ExpectRows,
     LiveChange,
     LiveModel,
@@ -509,21 +510,28 @@ class LiveExtension(Extension):
     def _decoded(self, session: Session, sub: LiveSub, step: Step | None, msg: LiveMessage) -> LiveMessage:
         """``msg`` with its rows decoded against the table as it is now (§9: the ack schema goes stale).
 
-        Cells of columns added, re-added or dropped since the ack are decoded by the model (as given), the
-        others by the ack's types; a cell that still does not decode is a divergence."""
+        Columns added or re-added since the ack are decoded by their current type, dropped ones as given
+        (they must be absent or NULL), the others by the ack's types; a cell that does not decode is a
+        divergence."""
         state = session.model.tables.get(sub.table)
         schema = self.handles[sub.id].schema if sub.id in self.handles else None
         if state is None or schema is None:
-            stale: set[str] = set()
+            if msg.decode_error is None:
+                return msg
+            state_cols: list[Column] = list(schema or [])
         else:
-            cols = self.live.compared_columns(state, sub)
-            stale = {c.name for c in schema if c.name not in cols and not c.name.startswith("_")}
-        if not stale and msg.decode_error is None:
-            return msg
-        kept = [c for c in schema or [] if c.name not in stale]
+            cols = self.live.columns_of(state, sub)
+            if not cols.fresh and not cols.gone and msg.decode_error is None:
+                return msg
+            state_cols = [c for c in schema if c.name in cols.compared or c.name.startswith("_")]
+            for name in cols.fresh:
+                col_type = state.column_type(name)
+                wire = _WIRE_TYPES.get(col_type) if col_type is not None else None
+                if wire is not None:
+                    state_cols.append(Column(name, wire, len(state_cols), ()))
         try:
-            rows = _decode_rows(msg.raw.get("rows"), kept)
-            old = _decode_rows(msg.raw.get("old_values"), kept)
+            rows = _decode_rows(msg.raw.get("rows"), state_cols)
+            old = _decode_rows(msg.raw.get("old_values"), state_cols)
         except KalamError as exc:
             raise self._div(
                 session, sub, step, f"{msg.type} cells do not match the table's types: {exc}", actual=msg.raw
@@ -771,6 +779,19 @@ def _change_data(change: LiveChange) -> dict[str, Any]:
     if change.tell:
         data["tell"] = True  # the filter cannot evaluate it: the server must tell the client
     return data
+
+
+#: the wire type of each model column type (PROTOCOL §2.4), to decode columns the stale ack does not describe
+_WIRE_TYPES = {
+    ColumnType.BIGINT: "BigInt",
+    ColumnType.INT: "Int",
+    ColumnType.SMALLINT: "SmallInt",
+    ColumnType.DOUBLE: "Double",
+    ColumnType.BOOLEAN: "Boolean",
+    ColumnType.TEXT: "Text",
+    ColumnType.TIMESTAMP: "Timestamp",
+    ColumnType.JSON: "Json",
+}
 
 
 def _error_text(msg: LiveMessage) -> str:

@@ -11,7 +11,7 @@ import bisect
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._live_rows import LiveSub, _Candidate, _key, _same, sub_columns, unevaluable, verdict
+from ._live_rows import LiveSub, SubColumns, _Candidate, _key, _same, sub_columns, unevaluable, verdict
 from ._types import TableKind
 
 if TYPE_CHECKING:
@@ -28,6 +28,10 @@ class LiveRows:
     seqs: dict[int, int]
 
     # ------------------------------------------------------------------ rows
+
+    def columns_of(self, table: TableState, sub: LiveSub) -> SubColumns:
+        """The names ``sub``'s payloads may carry now: compared, fresh (added since) and gone (dropped since)."""
+        return sub_columns(table, sub)
 
     def compared_columns(self, table: TableState, sub: LiveSub) -> list[str]:
         """Columns whose values are determined: projected (or all), and the ones the ack described."""
