@@ -16,6 +16,12 @@ Event wait strategy (cost per step, see benchmarks/live_wait.py):
   subscriptions catches late extras, then each subscription's accumulated rows are compared with the model
   and with a SQL read of the same query.
 
+Being told: where the contract lets the server give up on a subscription (its filter beyond the live grammar, a
+column it names dropped, its table dropped, changes buffered during its snapshot; ``LiveModel.end``), an
+``error`` message for it or a close of its connection ends its obligations: recorded (``stats["told"]``), not a
+divergence, and nothing more may arrive for it. Anywhere else it is a divergence: a change is never dropped in
+silence, and a subscription is never dropped without cause.
+
 Divergences carry the invariant ``live_query``, or ``isolation`` when another user's row arrives (in a change or
 a snapshot batch).
 """
@@ -27,7 +33,17 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
-from ..client import TERMINAL_JOB_STATUSES, LiveConnection, LiveMessage, QueryResult, Subscription
+import attrs
+
+from ..client import (
+    TERMINAL_JOB_STATUSES,
+    Column,
+    LiveConnection,
+    LiveMessage,
+    QueryResult,
+    Subscription,
+    decode_live_row,
+)
 from ..errors import (
     ConnectionClosed,
     DeadlineExceeded,
@@ -38,6 +54,8 @@ from ..errors import (
     TransportError,
 )
 from ..model import (
+    REFUSALS,
+    ColumnType,
     ExpectRows,
     LiveChange,
     LiveModel,
@@ -57,13 +75,6 @@ if TYPE_CHECKING:
 
 __all__ = ["LiveExtension", "live_extension"]
 
-_REFUSAL_CODES = {
-    "UNAUTHORIZED": ("UNAUTHORIZED", "PERMISSION_DENIED"),
-    "NOT_FOUND": ("NOT_FOUND", "INVALID_SQL"),
-    "INVALID_SQL": ("INVALID_SQL",),
-    "UNSUPPORTED": ("UNSUPPORTED",),
-}
-
 
 class LiveExtension(Extension):
     """The live side of one session; see the module docstring."""
@@ -76,6 +87,8 @@ class LiveExtension(Extension):
         self.conns: dict[str, LiveConnection] = {}
         self.handles: dict[str, Subscription] = {}
         self.retired: list[tuple[LiveConnection, int]] = []  # unsubscribed connections and the seq floor
+        #: subscriptions the server ended by telling the client: nothing more may arrive for them
+        self.ended: list[tuple[LiveSub, LiveConnection, Subscription]] = []
         self._watermark: int | None = None
         self._recent: list[
             tuple[str, LiveChange]
@@ -124,11 +137,12 @@ class LiveExtension(Extension):
         for sub_id, conn in list(self.conns.items()):
             self.live.close(sub_id, disconnected=True)
             conn.close(timeout=1.0)
-        for conn, _ in self.retired:
+        for conn in [c for c, _ in self.retired] + [c for _, c, _ in self.ended]:
             conn.close(timeout=1.0)
         self.conns.clear()
         self.handles.clear()
         self.retired.clear()
+        self.ended.clear()
 
     def check_all(self, session: Session, final: bool = True) -> None:
         """Every open subscription agrees with the model and with a SQL read of its query.
@@ -139,7 +153,7 @@ class LiveExtension(Extension):
         would only report it a few steps earlier, at 0.15 s per check.
         """
         subs = [s for s in self.live.open_subs() if s.id in self.handles]
-        if not subs and not self.retired:
+        if not subs and not self.retired and not self.ended:
             return
         step = session.current_step()
         deadline = time.monotonic() + (self.quiet if final else 0.0)
@@ -147,15 +161,18 @@ class LiveExtension(Extension):
             self.stats["quiet_windows"] += 1
         for sub in subs:
             handle = self.handles[sub.id]
-            while True:
+            while sub.id in self.handles:
                 try:
                     msg = handle.get(max(0.0, deadline - time.monotonic()))
                 except DeadlineExceeded:
                     break
                 except ConnectionClosed as exc:
-                    raise self._div(session, sub, step, f"the connection closed: {exc}") from exc
+                    self._told(session, sub, step, f"the connection closed: {exc}")
+                    break
                 self._process(session, sub, step, msg)
         for sub in subs:
+            if sub.id not in self.handles:
+                continue  # the server ended it
             if sub.ready and sub.required_pending():
                 self._await(session, sub, step)
             problem = self.live.view_problem(session.model, sub)
@@ -163,9 +180,10 @@ class LiveExtension(Extension):
                 raise self._div(session, sub, step, f"after every change arrived: {problem}")
             self._sql_check(session, sub, step)
         self._check_retired(session, step)
+        self._check_ended(session, step, deadline)
 
     def close(self, session: Session) -> None:
-        for conn in list(self.conns.values()) + [c for c, _ in self.retired]:
+        for conn in list(self.conns.values()) + [c for c, _ in self.retired] + [c for _, c, _ in self.ended]:
             try:
                 conn.close(timeout=1.0)
             except Exception:  # noqa: BLE001 - closing must not hide the real failure
@@ -173,6 +191,7 @@ class LiveExtension(Extension):
         self.conns.clear()
         self.handles.clear()
         self.retired.clear()
+        self.ended.clear()
 
     # ------------------------------------------------------------------ live steps
 
@@ -243,22 +262,27 @@ class LiveExtension(Extension):
             raise self._div(
                 session, sub, step, f"subscribe {sql!r} got no reply: {exc}", actor=actor
             ) from exc
-        if refusal is not None:
+        if refusal is not None:  # the model's family of codes for this refusal
             conn.close(timeout=1.0)
-            allowed = _REFUSAL_CODES.get(refusal, (refusal,))
-            if first.type != "error" or first.code not in allowed:
+            if first.type != "error" or first.code not in refusal:
                 raise self._div(
                     session,
                     sub,
                     step,
-                    f"subscribe {sql!r} must be refused with {allowed}, got {first.type} {first.code or ''}"
-                    f" {first.message or ''}".strip(),
+                    f"subscribe {sql!r} must be refused with {'|'.join(refusal)}, got {first.type} "
+                    f"{first.code or ''} {first.message or ''}".strip(),
                     actor=actor,
-                    expected=f"error {refusal}",
+                    expected=f"error {'|'.join(refusal)}",
                     actual=first.raw,
                 )
             return
         assert sub is not None
+        if first.type == "error" and sub.may_end is not None and first.code in REFUSALS["filter"]:
+            # a filter beyond the live grammar refused at subscribe time: a documented choice (§10.5)
+            conn.close(timeout=1.0)
+            self.live.end(sub_id, _error_text(first))
+            self.stats["told"] += 1
+            return
         self.conns[sub_id] = conn
         self.handles[sub_id] = handle
         self.stats["subscriptions"] += 1
@@ -271,32 +295,37 @@ class LiveExtension(Extension):
                 f"subscribe {sql!r}: expected subscription_ack, got {first.raw}",
                 actor=actor,
             )
-        state = session.model.tables[table]
-        want = list(columns) if columns is not None else state.star_columns()
-        got = [c.name for c in first.schema or []]
+        self._check_ack(session, sub, step, first, snapshot=wire is not None)
+        if wire is not None:
+            self._take_batch(session, sub, step, ack=first)
+
+    def _check_ack(self, session: Session, sub: LiveSub, step: Step, ack: LiveMessage, snapshot: bool) -> None:
+        """The ack's schema lists the projection (or ``SELECT *``'s columns); without a snapshot it says ready."""
+        state = session.model.tables[sub.table]
+        want = list(sub.columns) if sub.columns is not None else state.star_columns()
+        got = [c.name for c in ack.schema or []]
         if got != want:
             raise self._div(
                 session, sub, step, f"ack schema lists {got}, expected {want}", expected=want, actual=got
             )
-        if wire is None:
-            control = first.batch_control or {}
-            if control.get("has_more") or control.get("status") != "ready":
-                raise self._div(
-                    session,
-                    sub,
-                    step,
-                    f"ack without snapshot must say ready, not {control}",
-                    actual=first.raw,
-                )
-            return
-        self._take_batch(session, sub, step, ack=first)
+        control = ack.batch_control or {}
+        if not snapshot and (control.get("has_more") or control.get("status") != "ready"):
+            raise self._div(
+                session, sub, step, f"ack without snapshot must say ready, not {control}", actual=ack.raw
+            )
 
     def _take_batch(self, session: Session, sub: LiveSub, step: Step, ack: LiveMessage | None = None) -> None:
         handle = self.handles[sub.id]
         try:
             msg = handle.get(self.event_timeout)
-        except (DeadlineExceeded, ConnectionClosed) as exc:
+        except DeadlineExceeded as exc:
             raise self._div(session, sub, step, f"no initial_data_batch #{sub.batch_num}: {exc}") from exc
+        except ConnectionClosed as exc:
+            self._told(session, sub, step, f"the connection closed instead of batch #{sub.batch_num}: {exc}")
+            return
+        if msg.type == "error":
+            self._told(session, sub, step, _error_text(msg))
+            return
         if msg.type != "initial_data_batch":
             raise self._div(
                 session,
@@ -305,14 +334,7 @@ class LiveExtension(Extension):
                 f"expected initial_data_batch #{sub.batch_num}, got {msg.raw}",
                 actual=msg.raw,
             )
-        if msg.decode_error is not None:
-            raise self._div(
-                session,
-                sub,
-                step,
-                f"batch cells do not match the ack schema: {msg.decode_error}",
-                actual=msg.raw,
-            )
+        msg = self._decoded(session, sub, step, msg)
         if ack is not None and ack.batch_control != msg.batch_control:
             raise self._div(
                 session,
@@ -387,11 +409,6 @@ class LiveExtension(Extension):
         sub = self.live.subs.get(step.sub_id)
         if sub is None or sub.status != "loading" or step.sub_id not in self.conns:
             return
-        if sub.tainted:
-            # The model no longer predicts this subscription (an ALTER TABLE ran since it started), so its
-            # status stays "loading" although the server may have finished the snapshot; asking for another
-            # batch would then take the next change for a batch. Nothing is asked, nothing is checked.
-            return
         try:
             self.conns[step.sub_id].next_batch(step.sub_id, sub.last_seq)
         except (KalamError, OSError) as exc:
@@ -400,7 +417,7 @@ class LiveExtension(Extension):
 
     def _unsubscribe(self, session: Session, step: Unsubscribe) -> None:
         sub = self.live.subs.get(step.sub_id)
-        if sub is not None and step.sub_id in self.handles and sub.ready and not sub.tainted:
+        if sub is not None and step.sub_id in self.handles and sub.ready:
             # Changes of writes made before the unsubscribe may still be in flight: take them first, so that
             # the floor below (the newest _seq seen) covers them and they are not "changes after unsubscribe".
             if sub.required_pending():
@@ -410,9 +427,7 @@ class LiveExtension(Extension):
         if sub is None or conn is None:
             return
         self.live.close(step.sub_id, disconnected=step.disconnect)
-        if step.disconnect or sub.tainted:
-            # (tainted: the model stopped predicting this subscription at an ALTER, so it cannot tell an
-            # in-flight change of an earlier write from a change sent after the unsubscribe: no check)
+        if step.disconnect:
             conn.close(timeout=1.0)
             return
         try:
@@ -443,9 +458,11 @@ class LiveExtension(Extension):
     def _drain(self, session: Session, sub: LiveSub, step: Step) -> None:
         for msg in self.handles[sub.id].pending():
             self._process(session, sub, step, msg)
-        if self.conns[sub.id].closed:
-            conn = self.conns[sub.id]
-            raise self._div(
+            if sub.id not in self.handles:
+                return  # the server ended it
+        conn = self.conns[sub.id]
+        if conn.closed:
+            self._told(
                 session,
                 sub,
                 step,
@@ -455,7 +472,7 @@ class LiveExtension(Extension):
     def _await(self, session: Session, sub: LiveSub, step: Step | None) -> None:
         handle = self.handles[sub.id]
         deadline = time.monotonic() + self.event_timeout
-        while sub.required_pending() and not sub.tainted:
+        while sub.required_pending():
             try:
                 msg = handle.get(max(0.0, deadline - time.monotonic()))
             except DeadlineExceeded:
@@ -469,22 +486,65 @@ class LiveExtension(Extension):
                     actual="nothing",
                 ) from None
             except ConnectionClosed as exc:
-                raise self._div(session, sub, step, f"the connection closed: {exc}") from exc
+                self._told(session, sub, step, f"the connection closed: {exc}")
+                return
             self._process(session, sub, step, msg)
 
-    def _process(self, session: Session, sub: LiveSub, step: Step | None, msg: LiveMessage) -> None:
-        if sub.tainted:
-            return
-        if msg.type != "change":
-            raise self._div(session, sub, step, f"unexpected {msg.type} message: {msg.raw}", actual=msg.raw)
-        if msg.decode_error is not None:
+    def _told(self, session: Session, sub: LiveSub, step: Step | None, how: str) -> None:
+        """The server ended ``sub`` (``how``): the end of its obligations where the contract allows it."""
+        problem = self.live.end(sub.id, how)
+        if problem is not None:
             raise self._div(
                 session,
                 sub,
                 step,
-                f"change cells do not match the ack schema: {msg.decode_error}",
-                actual=msg.raw,
+                problem,
+                expected=[_change_data(c) for c in sub.expected][:5],
+                actual=how,
             )
+        self.stats["told"] += 1
+        conn, handle = self.conns.pop(sub.id, None), self.handles.pop(sub.id, None)
+        if conn is not None and handle is not None:
+            self.ended.append((sub, conn, handle))
+
+    def _decoded(self, session: Session, sub: LiveSub, step: Step | None, msg: LiveMessage) -> LiveMessage:
+        """``msg`` with its rows decoded against the table as it is now (§9: the ack schema goes stale).
+
+        Columns added or re-added since the ack are decoded by their current type, dropped ones as given
+        (they must be absent or NULL), the others by the ack's types; a cell that does not decode is a
+        divergence."""
+        state = session.model.tables.get(sub.table)
+        schema = self.handles[sub.id].schema if sub.id in self.handles else None
+        if state is None or schema is None:
+            if msg.decode_error is None:
+                return msg
+            state_cols: list[Column] = list(schema or [])
+        else:
+            cols = self.live.columns_of(state, sub)
+            if not cols.fresh and not cols.gone and msg.decode_error is None:
+                return msg
+            state_cols = [c for c in schema if c.name in cols.compared or c.name.startswith("_")]
+            for name in cols.fresh:
+                col_type = state.column_type(name)
+                wire = _WIRE_TYPES.get(col_type) if col_type is not None else None
+                if wire is not None:
+                    state_cols.append(Column(name, wire, len(state_cols), ()))
+        try:
+            rows = _decode_rows(msg.raw.get("rows"), state_cols)
+            old = _decode_rows(msg.raw.get("old_values"), state_cols)
+        except KalamError as exc:
+            raise self._div(
+                session, sub, step, f"{msg.type} cells do not match the table's types: {exc}", actual=msg.raw
+            ) from exc
+        return attrs.evolve(msg, rows=rows, old_values=old, decode_error=None)
+
+    def _process(self, session: Session, sub: LiveSub, step: Step | None, msg: LiveMessage) -> None:
+        if msg.type == "error":
+            self._told(session, sub, step, _error_text(msg))
+            return
+        if msg.type != "change":
+            raise self._div(session, sub, step, f"unexpected {msg.type} message: {msg.raw}", actual=msg.raw)
+        msg = self._decoded(session, sub, step, msg)
         if sub.status == "loading":
             raise self._div(
                 session,
@@ -547,16 +607,17 @@ class LiveExtension(Extension):
         table = model.tables.get(sub.table)
         if (
             table is None
+            or sub.table_dropped
             or table.kind is TableKind.STREAM
-            or sub.tainted
             or not sub.ready
             or sub.expected
             or sub.resume_from is not None
             or not sub.options.snapshot
             or sub.options.last_rows is not None
             or table.pk is None
+            or self.live.unanswerable(table, sub)
         ):
-            return
+            return  # (unanswerable: its query names a column that is gone, so SQL would refuse it)
         pk = table.pk.column.name
         cols = self.live.compared_columns(table, sub)
         self.stats["sql_checks"] += 1
@@ -573,7 +634,7 @@ class LiveExtension(Extension):
                 session, sub, step, f"SQL read of the subscription's query failed: {exc}"
             ) from exc
         self._sql_agrees_with_model(session, sub, cols, result)
-        from ..model._live import _key, _same
+        from ..model._live_rows import _key, _same
 
         seen = set()
         for row in result.dicts():
@@ -596,8 +657,7 @@ class LiveExtension(Extension):
             newest_row = None if version is None else model._row(table, version.values, version.deleted)
             left_filter = (
                 newest_row is not None
-                and sub.where is not None
-                and sub.where.evaluate(newest_row) is not True
+                and self.live.admits(table, sub, newest_row) is not True
             )
             if not left_filter:
                 raise self._div(
@@ -620,6 +680,23 @@ class LiveExtension(Extension):
                         actual=msg.raw,
                         namespace=session.ns,
                     )
+
+    def _check_ended(self, session: Session, step: Step | None, deadline: float) -> None:
+        """Nothing arrives for a subscription after the server told the client it ended (up to ``deadline``:
+        the quiet window of a final check)."""
+        for sub, _conn, handle in self.ended:
+            while True:
+                try:
+                    msg = handle.get(max(0.0, deadline - time.monotonic()))
+                except (DeadlineExceeded, ConnectionClosed):
+                    break
+                raise self._div(
+                    session,
+                    sub,
+                    step,
+                    f"a {msg.type} message arrived after the server ended the subscription ({sub.told})",
+                    actual=msg.raw,
+                )
 
     # ------------------------------------------------------------------ reporting
 
@@ -698,7 +775,35 @@ def _same_values(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
 
 
 def _change_data(change: LiveChange) -> dict[str, Any]:
-    return {"kind": change.kind, "key": change.key, "row": change.row, "optional": change.optional}
+    data = {"kind": change.kind, "key": change.key, "row": change.row, "optional": change.optional}
+    if change.tell:
+        data["tell"] = True  # the filter cannot evaluate it: the server must tell the client
+    return data
+
+
+#: the wire type of each model column type (PROTOCOL §2.4), to decode columns the stale ack does not describe
+_WIRE_TYPES = {
+    ColumnType.BIGINT: "BigInt",
+    ColumnType.INT: "Int",
+    ColumnType.SMALLINT: "SmallInt",
+    ColumnType.DOUBLE: "Double",
+    ColumnType.BOOLEAN: "Boolean",
+    ColumnType.TEXT: "Text",
+    ColumnType.TIMESTAMP: "Timestamp",
+    ColumnType.JSON: "Json",
+}
+
+
+def _error_text(msg: LiveMessage) -> str:
+    return f"error {msg.code or '?'}: {msg.message or ''}".strip()
+
+
+def _decode_rows(value: Any, columns: list[Column]) -> list[dict[str, Any]] | None:  # Any: raw JSON
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise TransportError(f"a live message carries rows that are not an array: {value!r}")
+    return [decode_live_row(r, columns) for r in value]
 
 
 def live_extension(session: Session) -> LiveExtension:

@@ -119,12 +119,12 @@ def _cold_options(m: KalamStateMachine, state: TableState, writers: list[str]) -
 
 
 def _subscribed(m: KalamStateMachine, state: TableState) -> list[LiveSub]:
-    """Open subscriptions on the table that the model still predicts, by id."""
+    """Open subscriptions on the table, by id."""
     live = live_model(m)
     if live is None:
         return []
     return sorted(
-        (s for s in live.open_subs(state.spec.name) if not s.tainted and s.actor in m.actors),
+        (s for s in live.open_subs(state.spec.name) if s.actor in m.actors),
         key=lambda s: s.id,
     )
 
@@ -136,7 +136,9 @@ def _shown_keys(m: KalamStateMachine, state: TableState, sub: LiveSub) -> list[A
     if pk is None or owner not in m.scopes(state):
         return []
     rows = m.model.visible_rows(state.spec.name, owner)
-    keys = [r[pk] for r in rows if sub.where is None or sub.where.evaluate(r) is True]
+    live = live_model(m)
+    assert live is not None  # (sub came from it)
+    keys = [r[pk] for r in rows if live.admits(state, sub, r) is True]
     return sorted(keys, key=repr)
 
 

@@ -166,7 +166,7 @@ def resumable(m: KalamStateMachine) -> list[str]:
     return sorted(
         s.id
         for s in live.subs.values()
-        if (s.status == "closed" or (s.status == "ready" and s.id in old and not s.tainted))
+        if (s.status == "closed" or (s.status == "ready" and s.id in old))
         and s.last_seq_seen is not None
         and s.id not in resumed
         and s.actor in room

@@ -28,7 +28,7 @@ from ._expect import (
     row_key,
     unexpected_rows,
 )
-from ._live import LiveChange, LiveModel, LiveOptions, LiveSub, live_filter_supported
+from ._live import REFUSALS, LiveChange, LiveModel, LiveOptions, LiveSub, live_filter_supported
 from ._model import Model
 from ._predicates import (
     And,
@@ -95,6 +95,7 @@ __all__ = [
     "Or",
     "Outcome",
     "Predicate",
+    "REFUSALS",
     "RESERVED_COLUMNS",
     "Role",
     "SYSTEM_COLUMNS",

@@ -10,32 +10,48 @@ Order: the server's ``_seq`` orders versions; the model's write numbers order th
 steps, but versions written by one statement (one step) may get their ``_seq`` in any order. Such a set is a
 *group*; inside a group the model accepts any order, across groups it demands the model's order.
 
-The live filter the model generates is the subset on which KalamDB's live filter evaluator and its SQL
-engine agree (see :func:`live_filter_supported` and docs/invariants.md).
+The model never stops predicting a subscription. After ALTER TABLE its names bind to the current table, its
+filter is judged by SQL three-valued logic, and where the contract lets the server give up (a filter beyond the
+live grammar, a column it names dropped, its table dropped, changes buffered during its snapshot) being told —
+an ``error`` message or a close — ends its obligations (:mod:`kalammodel.model._live_rows`, docs/invariants.md).
 """
 
 from __future__ import annotations
 
-import bisect
 from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from ._live_batch import LiveRows
+from ._live_rows import (
+    REFUSALS,
+    LiveChange,
+    LiveOptions,
+    LiveSub,
+    _key,
+    _same,
+    give_up_reason,
+    sub_columns,
+    unevaluable,
+)
 from ._predicates import And, Cmp, Like, Not, Or, Predicate
-from ._types import ColumnType, TableKind, canonical_json
+from ._types import ColumnType, TableKind
 
 if TYPE_CHECKING:
     from ._model import Model
     from ._state import TableState
 
 __all__ = [
+    "REFUSALS",
     "LiveChange",
     "LiveModel",
     "LiveOptions",
     "LiveSub",
     "live_filter_supported",
+    "_key",
+    "_same",
 ]
 
 _NUMERIC = (ColumnType.BIGINT, ColumnType.INT, ColumnType.SMALLINT, ColumnType.DOUBLE)
@@ -65,120 +81,8 @@ def live_filter_supported(pred: Predicate | None, not_null: Mapping[str, ColumnT
     return False
 
 
-@attrs.frozen
-class LiveOptions:
-    """Subscription options (§10.3): no snapshot at all, or a snapshot in batches, optionally the newest N."""
-
-    snapshot: bool = True
-    batch_size: int | None = None
-    last_rows: int | None = None
-
-    def wire(self, from_seq: int | None = None) -> dict[str, Any] | None:
-        """The ``options`` object of the subscribe message (None: omitted, so no snapshot)."""
-        if not self.snapshot and from_seq is None:
-            return None
-        out: dict[str, Any] = {}
-        if self.batch_size is not None:
-            out["batch_size"] = self.batch_size
-        if from_seq is not None:
-            out["from_seq_id"] = from_seq
-        elif self.last_rows is not None:
-            out["last_rows"] = self.last_rows
-        return out
-
-    @property
-    def limit(self) -> int:
-        return self.batch_size if self.batch_size is not None else 1000
-
-
-@attrs.frozen
-class LiveChange:
-    """One change the model expects a subscription to receive."""
-
-    kind: str  # insert | update | delete
-    key: Any  # primary key (STREAM without PK: the write number)
-    row: dict[str, Any]  # new row (delete: the tombstone's values), by current column name
-    old: dict[str, Any] | None  # previous row (update)
-    write_no: int
-    group: int  # step index: changes of one group may arrive in any order
-    owner: str | None
-    optional: bool = False  # the server may or may not send it (e.g. a STREAM row at its TTL)
-    hard: bool = False  # STREAM hard delete: only a row id, no values
-
-    def describe(self) -> str:
-        return f"{self.kind} of key {self.key!r} (write #{self.write_no}, step #{self.group})"
-
-
-@attrs.frozen
-class _Candidate:
-    write_no: int
-    group: int
-    key: Any
-    row: dict[str, Any]
-    maybe: bool
-
-
 @attrs.define
-class LiveSub:
-    """The model's view of one subscription."""
-
-    id: str
-    actor: str
-    table: str
-    kind: TableKind
-    owner: str | None  # whose rows (USER/STREAM); None for SHARED
-    columns: tuple[str, ...] | None
-    where: Predicate | None
-    options: LiveOptions
-    column_ids: dict[str, int]  # name -> column id at subscribe time (ALTER tolerance)
-    boundary: int  # model write number at subscribe: the snapshot holds versions up to it
-    resume_from: int | None = None  # write number of the from_seq_id resume point
-    resume_seq: int | None = None
-    status: str = "loading"  # loading | ready | closed | refused
-    batch_num: int = 0
-    delivered: set[Any] = attrs.Factory(set)
-    expected: deque[LiveChange] = attrs.Factory(deque)
-    view: dict[Any, dict[str, Any]] = attrs.Factory(dict)
-    last_seq: int | None = None  # last_seq_id of the last snapshot batch (the next_batch cursor)
-    last_seq_seen: int | None = None  # newest _seq received (snapshot row or change): the resume point
-    last_write: int | None = None  # the model write number of that version
-    tainted: str | None = None  # why the model stopped predicting this subscription (ALTER of a used column)
-    disconnected: bool = False
-
-    @property
-    def ready(self) -> bool:
-        return self.status == "ready"
-
-    def required_pending(self) -> int:
-        return sum(1 for c in self.expected if not c.optional)
-
-
-def _key(value: Any) -> Any:
-    if isinstance(value, bool):
-        return ("b", value)
-    if isinstance(value, (int, float)):
-        return ("n", value)
-    return ("s", str(value))
-
-
-def _same(col_type: ColumnType | None, a: Any, b: Any) -> bool:
-    if a is None or b is None:
-        return a is None and b is None
-    if col_type is ColumnType.JSON and isinstance(a, str) and isinstance(b, str):
-        try:
-            return canonical_json(a) == canonical_json(b)
-        except ValueError:
-            return a == b
-    if col_type is not None:
-        try:
-            return col_type.normalise(a) == col_type.normalise(b)
-        except (TypeError, ValueError):
-            return a == b
-    return a == b
-
-
-@attrs.define
-class LiveModel:
+class LiveModel(LiveRows):
     """Every subscription of one example and the changes each must still receive."""
 
     subs: dict[str, LiveSub] = attrs.Factory(dict)
@@ -201,11 +105,12 @@ class LiveModel:
         options: LiveOptions,
         resume_from: int | None = None,
         resume_seq: int | None = None,
-    ) -> tuple[LiveSub | None, str | None]:
-        """Register a subscription; returns ``(sub, None)`` or ``(None, expected error code)``.
+    ) -> tuple[LiveSub | None, tuple[str, ...] | None]:
+        """Register a subscription; returns ``(sub, None)`` or ``(None, the codes its refusal may carry)``.
 
-        Errors, in KalamDB's order: last_rows above batch_size → UNSUPPORTED; unknown table → NOT_FOUND; a role
-        that may not read a SHARED table → UNAUTHORIZED; unknown projected or filtered column → INVALID_SQL.
+        Refusals, in KalamDB's order (:data:`~kalammodel.model._live_rows.REFUSALS`): last_rows above batch_size
+        (UNSUPPORTED); unknown table; a role that may not read a SHARED table (UNAUTHORIZED); unknown projected
+        or filtered column. The last two planning failures carry one of a family of codes.
         """
         # KalamDB validates the options before it plans the query (kalamdb-api ws/events/subscription.rs
         # handle_subscribe: validate_subscription_options comes first), so UNSUPPORTED wins over every other
@@ -216,28 +121,21 @@ class LiveModel:
             and options.last_rows is not None
             and options.last_rows > options.limit
         ):
-            return None, "UNSUPPORTED"
+            return None, REFUSALS["last_rows"]
         table = model.tables.get(table_name)
         if table is None:
-            return None, "NOT_FOUND"
+            return None, REFUSALS["table"]
         role = model.role_of(actor)
         if table.kind is TableKind.SHARED:
             from ._state import AccessLevel, _can_read_shared
 
             level = table.spec.access_level or AccessLevel.PRIVATE
             if not _can_read_shared(level, role):
-                return None, "UNAUTHORIZED"
+                return None, REFUSALS["access"]
         names = [s.column.name for s in table.columns]
         used = set(columns or ()) | (set(where.columns()) if where is not None else set())
         if any(n not in names for n in used):
-            return None, "INVALID_SQL"
-        if (
-            resume_from is None
-            and options.snapshot
-            and options.last_rows is not None
-            and options.last_rows > options.limit
-        ):
-            return None, "UNSUPPORTED"
+            return None, REFUSALS["column"]
         owner = None if table.kind is TableKind.SHARED else actor
         sub = LiveSub(
             id=sub_id,
@@ -253,7 +151,9 @@ class LiveModel:
             resume_from=resume_from,
             resume_seq=resume_seq,
             status="loading" if (options.snapshot or resume_from is not None) else "ready",
+            column_types={s.column.name: s.column.type for s in table.columns},
         )
+        sub.may_end = give_up_reason(table, sub)
         self.subs[sub_id] = sub
         return sub, None
 
@@ -270,6 +170,25 @@ class LiveModel:
             sub.status = "closed"
             sub.disconnected = disconnected
             sub.expected.clear()
+
+    def end(self, sub_id: str, how: str) -> str | None:
+        """The server told the client that ``sub_id`` ended (``how``: its error message, or the close).
+
+        Returns None when the contract lets it (the obligations end: status ``ended``), else why it may not.
+        """
+        sub = self.subs.get(sub_id)
+        if sub is None or sub.status not in ("loading", "ready"):
+            return None
+        if sub.may_end is None:
+            return (
+                f"the server ended the subscription ({how}) although the contract obliges it to keep "
+                "delivering: its filter is in the live grammar, no column it names was dropped, its table "
+                "exists and no change was buffered during its snapshot"
+            )
+        sub.status = "ended"
+        sub.told = how
+        sub.expected.clear()
+        return None
 
     # ------------------------------------------------------------------ steps
 
@@ -298,40 +217,25 @@ class LiveModel:
             return everything
         for table_name in sorted({s.table for s in subs}):
             table = model.tables.get(table_name)
-            table_subs = [s for s in subs if s.table == table_name]
-            if table is None:  # dropped: nothing more is predictable
+            table_subs = [s for s in subs if s.table == table_name and not s.table_dropped]
+            if table is None:  # dropped: nothing more may arrive; the server may tell the client
                 for sub in table_subs:
-                    sub.tainted = sub.tainted or "the table was dropped"
+                    sub.table_dropped = True
+                    sub.may_end = sub.may_end or "its table was dropped"
+                    sub.expected.clear()
                 continue
-            self._check_schema(table, table_subs)
             changes = self._changes(model, table, table_name, watermark, step_index, stream_deletes)
             everything.extend((table_name, c) for c in changes)
             for sub in table_subs:
-                if sub.tainted:
-                    continue
                 for change in changes:
-                    if self._admits(sub, change):
-                        sub.expected.append(change)
+                    admitted = self._admits(table, sub, change)
+                    if admitted is False:
+                        continue
+                    sub.buffered = sub.buffered or sub.status == "loading"
+                    sub.expected.append(change if admitted else attrs.evolve(change, tell=True))
+                sub.may_end = sub.may_end or give_up_reason(table, sub)
         self._stream_seen.clear()
         return everything
-
-    def _check_schema(self, table: TableState, subs: list[LiveSub]) -> None:
-        current = {s.column.name: s.column_id for s in table.columns}
-        for sub in subs:
-            used = set(sub.columns or ()) | (set(sub.where.columns()) if sub.where is not None else set())
-            moved = sorted(n for n in used if current.get(n) != sub.column_ids.get(n))
-            if moved and not sub.tainted:
-                sub.tainted = f"ALTER TABLE changed column(s) {moved} the subscription uses"
-            readded = sorted(
-                n for n, cid in current.items() if n in sub.column_ids and sub.column_ids[n] != cid
-            )
-            if readded and not sub.tainted:  # the stale ack schema now names a different column (§9)
-                sub.tainted = f"ALTER TABLE added dropped column name(s) {readded} again"
-            if set(current.values()) != set(sub.column_ids.values()) and not sub.tainted:
-                # PROTOCOL §9: subscriptions get no schema-change signal and KalamDB's own scenario test
-                # tolerates either outcome; the real server (0.4.3-rc.4) stops sending some UPDATE events
-                # after ADD COLUMN. Recorded in docs/kalamdb-findings.md; not predicted here.
-                sub.tainted = "ALTER TABLE changed the table's columns after the subscription started (§9)"
 
     def _changes(
         self,
@@ -388,362 +292,13 @@ class LiveModel:
         out.sort(key=lambda c: c.write_no)
         return out
 
-    def _admits(self, sub: LiveSub, change: LiveChange) -> bool:
+    def _admits(self, table: TableState, sub: LiveSub, change: LiveChange) -> bool | None:
+        """Whether ``sub`` must get ``change``: True, False, or None (the filter cannot evaluate it)."""
         if sub.kind is not TableKind.SHARED and change.owner != sub.owner:
             return False
         if change.hard:
             return sub.where is None  # a hard delete carries no values to filter (§10.4)
-        return sub.where is None or sub.where.evaluate(change.row) is True
-
-    # ------------------------------------------------------------------ snapshot
-
-    def group_of(self, write_no: int) -> int:
-        starts = [g[0] for g in self.groups]
-        i = bisect.bisect_right(starts, write_no) - 1
-        if i >= 0 and self.groups[i][0] <= write_no <= self.groups[i][1]:
-            return self.groups[i][2]
-        return -1
-
-    def _candidates(self, model: Model, sub: LiveSub) -> list[_Candidate]:
-        """Rows the snapshot may still send: matching, visible, written before the subscription, not sent."""
-        table = model.tables[sub.table]
-        scope = model._scope(table, sub.owner)
-        out: list[_Candidate] = []
-        if scope is None:
-            return out
-        resume_group = None if sub.resume_from is None else self.group_of(sub.resume_from)
-        items: list[tuple[int, Any, dict[str, Any], bool]] = []
-        if table.kind is TableKind.STREAM:
-            ttl = table.spec.ttl_seconds or 0
-            for stream_row in scope.stream_rows:
-                state = model._stream_state(stream_row, ttl)
-                if state != "gone":
-                    values = model._row(table, stream_row.values)
-                    items.append((stream_row.write_no, stream_row.write_no, values, state != "sure"))
-        else:
-            for key, version in model._live(table, scope).items():
-                items.append((version.write_no, key, model._row(table, version.values), False))
-        for w, key, row, maybe in items:
-            if w > sub.boundary or _key(key) in sub.delivered:
-                continue
-            if sub.where is not None and sub.where.evaluate(row) is not True:
-                continue
-            group = self.group_of(w)
-            if sub.resume_from is not None:
-                seq = self.seqs.get(w)
-                if seq is not None and sub.resume_seq is not None:
-                    if seq <= sub.resume_seq:
-                        continue
-                elif w < sub.resume_from and group != resume_group:
-                    continue
-                elif group == resume_group and w != sub.resume_from:
-                    maybe = True  # same statement as the resume point: its _seq may lie on either side
-                elif w == sub.resume_from:
-                    continue
-            out.append(_Candidate(w, group, key, row, maybe))
-        out.sort(key=lambda c: c.write_no)
-        return out
-
-    def check_batch(
-        self,
-        model: Model,
-        sub: LiveSub,
-        rows: Sequence[Mapping[str, Any]],
-        control: Mapping[str, Any] | None,
-    ) -> str | None:
-        """Check one ``initial_data_batch`` against the model; on success record what it delivered."""
-        if sub.tainted:
-            return None
-        table = model.tables[sub.table]
-        candidates = self._candidates(model, sub)
-        first_batch = sub.batch_num == 0
-        last_rows = (
-            sub.options.last_rows
-            if first_batch and sub.resume_from is None and sub.options.last_rows
-            else None
-        )
-        limit = last_rows if last_rows is not None else sub.options.limit
-        control = dict(control or {})
-        has_more = bool(control.get("has_more"))
-        if len(rows) > sub.options.limit:
-            return f"batch #{sub.batch_num} has {len(rows)} rows, more than batch_size {sub.options.limit}"
-        expected_status = "ready" if not has_more else ("loading" if first_batch else "loading_batch")
-        if control.get("status") != expected_status or control.get("batch_num") != sub.batch_num:
-            return (
-                f"batch_control {control} of batch #{sub.batch_num}: expected batch_num {sub.batch_num} and "
-                f"status {expected_status!r} for has_more={has_more}"
-            )
-        if last_rows is not None and has_more:
-            return f"a last_rows={last_rows} snapshot must not set has_more (got {control})"
-        # Match received rows to candidates, the earliest equal candidate first. Equal writes of one key (a
-        # STREAM table keeps each) can be told apart only by the order they were written in, so when that
-        # first choice does not explain the batch, an order-aware choice among the equal writes is tried.
-        matched, seqs, problem = self._greedy_match(table, sub, rows, candidates)
-        if problem is not None:
-            return problem
-        problem = self._batch_problem(table, sub, control, candidates, matched, seqs, limit, last_rows)
-        if problem is not None:
-            aligned = self._aligned_match(table, sub, rows, candidates)
-            if aligned is None or self._batch_problem(
-                table, sub, control, candidates, aligned, seqs, limit, last_rows
-            ):
-                return problem
-            matched = aligned
-        # record
-        for cand, row in zip(matched, rows):
-            self.seqs[cand.write_no] = int(row["_seq"])
-            sub.delivered.add(_key(cand.key))
-            sub.view[_key(cand.key)] = self._project(table, sub, cand.row)
-            self._seen(sub, int(row["_seq"]), cand.write_no)
-        if rows:
-            sub.last_seq = seqs[-1]
-        sub.batch_num += 1
-        if not has_more:
-            sub.status = "ready"
-        return None
-
-    def _greedy_match(
-        self, table: TableState, sub: LiveSub, rows: Sequence[Mapping[str, Any]], candidates: list[_Candidate]
-    ) -> tuple[list[_Candidate], list[int], str | None]:
-        """Each received row matched with the earliest equal candidate left (:meth:`_match_row`), their _seqs,
-        and why a row fits no candidate."""
-        pool = list(candidates)
-        matched: list[_Candidate] = []
-        seqs: list[int] = []
-        for i, row in enumerate(rows):
-            seq = row.get("_seq")
-            if not isinstance(seq, int):
-                return matched, seqs, f"snapshot row #{i} {dict(row)} has no integer _seq"
-            seqs.append(seq)
-            cand = self._match_row(table, sub, row, pool)
-            if cand is None:
-                known = [c.row for c in candidates][:10]
-                already = self._row_key(table, row) in sub.delivered
-                why = (
-                    "was already sent in an earlier batch"
-                    if already
-                    else "is not a row the snapshot may hold"
-                )
-                return matched, seqs, f"snapshot row {dict(row)} {why} (model candidates: {known})"
-            pool.remove(cand)
-            matched.append(cand)
-        return matched, seqs, None
-
-    def _batch_problem(
-        self,
-        table: TableState,
-        sub: LiveSub,
-        control: Mapping[str, Any],
-        candidates: list[_Candidate],
-        matched: list[_Candidate],
-        seqs: list[int],
-        limit: int,
-        last_rows: int | None,
-    ) -> str | None:
-        """Why a batch whose rows are ``matched`` (one candidate per row, in the order received) disagrees with
-        the model; None when it agrees."""
-        has_more = bool(control.get("has_more"))
-        by_key = {_key(c.key): c for c in matched}
-        if any(b <= a for a, b in zip(seqs, seqs[1:])):
-            return f"snapshot rows are not in ascending _seq order: {seqs}"
-        # (write order is only known for rows with a key: equal PK-less rows are interchangeable, and their
-        # _seq order is checked above)
-        if table.pk is not None and any(b.group < a.group for a, b in zip(matched, matched[1:])):
-            return f"snapshot rows out of write order: {[c.row for c in matched]}"
-        if sub.batch_num > 0 and sub.last_seq is not None and seqs and seqs[0] <= sub.last_seq:
-            return (
-                f"batch #{sub.batch_num} starts at _seq {seqs[0]}, not after the last_seq_id {sub.last_seq}"
-            )
-        last_seq_id = control.get("last_seq_id")
-        if seqs and last_seq_id is not None and int(last_seq_id) != seqs[-1]:
-            return f"batch_control.last_seq_id {last_seq_id} is not the last row's _seq {seqs[-1]}"
-        if seqs and last_seq_id is None:
-            return f"batch_control.last_seq_id missing in a batch of {len(seqs)} rows"
-        sure = [c for c in candidates if not c.maybe]
-        missing: list[_Candidate] = []
-        if last_rows is not None:
-            low = matched[0].group if matched else None
-            missing = [c for c in sure if _key(c.key) not in by_key and (low is None or c.group > low)]
-            want = min(limit, len(sure))
-        else:
-            high = matched[-1].group if matched else None
-            if not has_more:
-                missing = [c for c in sure if _key(c.key) not in by_key]
-            else:
-                missing = [
-                    c for c in sure if _key(c.key) not in by_key and high is not None and c.group < high
-                ]
-            want = min(limit, len(sure))
-        if missing:
-            return (
-                f"snapshot batch #{sub.batch_num} misses row(s) {[c.row for c in missing][:5]} "
-                f"(got {len(seqs)} rows, has_more={has_more})"
-            )
-        if len(seqs) < want:
-            return f"snapshot batch #{sub.batch_num} has {len(seqs)} rows; the model expects {want}"
-        maybe_left = len(candidates) > len(sure)
-        if last_rows is None and not maybe_left:
-            should_more = len(candidates) > limit
-            if has_more != should_more:
-                return (
-                    f"batch #{sub.batch_num}: has_more={has_more} but {len(candidates)} row(s) were left for a "
-                    f"batch_size of {limit}"
-                )
-        if has_more and len(seqs) != limit:
-            return f"batch #{sub.batch_num} says has_more with only {len(seqs)} of batch_size {limit} rows"
-        return None
-
-    def _aligned_match(
-        self, table: TableState, sub: LiveSub, rows: Sequence[Mapping[str, Any]], candidates: list[_Candidate]
-    ) -> list[_Candidate] | None:
-        """An assignment of candidates to ``rows`` that keeps write order and covers the most sure candidates,
-        choosing among equal candidates (the same key and values, written more than once: a STREAM table
-        keeps every write); None when there is no order-keeping assignment or the rows' equal candidates do
-        not form classes.
-
-        Rows in ascending _seq come from non-decreasing write groups, so the rows of one group are
-        consecutive: a dynamic programme over (rows consumed, groups consumed) gives each group a run of rows,
-        each row a candidate of its group equal to it, sure candidates before those that may have expired.
-        """
-        if table.pk is None:
-            return None
-        pk = table.pk.column.name
-        # the candidates equal to each row (its class); equal rows share one class
-        classes: list[tuple[int, ...]] = []
-        for row in rows:
-            fits = tuple(
-                i
-                for i, cand in enumerate(candidates)
-                if _key(row.get(pk)) == _key(cand.row.get(pk))
-                and self.row_problem(table, sub, cand.row, row, full=True) is None
-            )
-            if not fits:
-                return None
-            classes.append(fits)
-        members = set(classes)
-        if sum(len(m) for m in members) != len({i for m in members for i in m}):
-            return None  # overlapping classes: not an equivalence, no shortcut
-        groups = sorted({c.group for c in candidates})
-        in_group: dict[tuple[tuple[int, ...], int], list[int]] = {}
-        for cls in members:
-            for i in cls:  # sure first, then by write order
-                in_group.setdefault((cls, candidates[i].group), []).append(i)
-        for ids in in_group.values():
-            ids.sort(key=lambda i: (candidates[i].maybe, candidates[i].write_no))
-        n, m = len(rows), len(groups)
-        NONE = -1
-        # best[i][j]: the most sure candidates covered by rows[i:] in groups[j:] (NONE: impossible)
-        best = [[NONE] * (m + 1) for _ in range(n + 1)]
-        choice = [[0] * (m + 1) for _ in range(n + 1)]
-        for j in range(m + 1):
-            best[n][j] = 0
-        for j in range(m - 1, -1, -1):
-            g = groups[j]
-            for i in range(n - 1, -1, -1):
-                top, run = best[i][j + 1], 0
-                used: dict[tuple[int, ...], int] = {}
-                covered = 0
-                for k in range(i, n):
-                    ids = in_group.get((classes[k], g), [])
-                    taken = used.get(classes[k], 0)
-                    if taken >= len(ids):
-                        break
-                    used[classes[k]] = taken + 1
-                    covered += not candidates[ids[taken]].maybe
-                    rest = best[k + 1][j + 1]
-                    if rest != NONE and covered + rest > top:
-                        top, run = covered + rest, k + 1 - i
-                best[i][j], choice[i][j] = top, run
-        if best[0][0] == NONE:
-            return None
-        out: list[_Candidate] = []
-        i = j = 0
-        while i < n:
-            run = choice[i][j]
-            used = {}
-            for k in range(i, i + run):
-                ids = in_group[(classes[k], groups[j])]
-                taken = used.get(classes[k], 0)
-                used[classes[k]] = taken + 1
-                out.append(candidates[ids[taken]])
-            i, j = i + run, j + 1
-        return out
-
-    def _seen(self, sub: LiveSub, seq: int, write_no: int) -> None:
-        if sub.last_seq_seen is None or seq > sub.last_seq_seen:
-            sub.last_seq_seen = seq
-            sub.last_write = write_no
-
-    def _row_key(self, table: TableState, row: Mapping[str, Any]) -> Any:
-        pk = table.pk
-        return _key(row.get(pk.column.name)) if pk is not None else None
-
-    def _match_row(
-        self, table: TableState, sub: LiveSub, row: Mapping[str, Any], pool: list[_Candidate]
-    ) -> _Candidate | None:
-        """The candidate ``row`` is, earliest written first. Without a PRIMARY KEY equal rows cannot be told
-        apart: a candidate sure to be sent is taken before one near its TTL, so that what is left unmatched is
-        what may have expired."""
-        pk = table.pk
-        maybe: _Candidate | None = None
-        for cand in pool:
-            if pk is not None and _key(row.get(pk.column.name)) != _key(cand.row.get(pk.column.name)):
-                continue
-            if self.row_problem(table, sub, cand.row, row, full=True) is None:
-                if pk is not None or not cand.maybe:
-                    return cand
-                maybe = maybe or cand
-        return maybe
-
-    # ------------------------------------------------------------------ rows and changes
-
-    def compared_columns(self, table: TableState, sub: LiveSub) -> list[str]:
-        """Columns whose values are determined: projected (or all), and unchanged by ALTER since subscribe."""
-        current = {s.column.name: s.column_id for s in table.columns}
-        names = list(sub.columns) if sub.columns is not None else list(current)
-        return [n for n in names if n in current and sub.column_ids.get(n) == current[n]]
-
-    def _allowed_keys(self, table: TableState, sub: LiveSub) -> set[str]:
-        allowed = set(self.compared_columns(table, sub)) | {"_seq", "_deleted"}
-        if sub.columns is None:  # SELECT *: columns added or dropped by ALTER may show either way
-            allowed |= {s.column.name for s in table.columns} | {s.column.name for s in table.dropped}
-        pk = table.pk
-        if pk is not None:
-            allowed.add(pk.column.name)
-        return allowed
-
-    def _project(self, table: TableState, sub: LiveSub, row: Mapping[str, Any]) -> dict[str, Any]:
-        return {n: row.get(n) for n in self.compared_columns(table, sub)}
-
-    def row_problem(
-        self,
-        table: TableState,
-        sub: LiveSub,
-        expected: Mapping[str, Any],
-        actual: Mapping[str, Any],
-        *,
-        full: bool,
-        deleted: bool = False,
-    ) -> str | None:
-        """Why ``actual`` (a row of a message) differs from the model's ``expected`` row; None when it agrees.
-
-        ``full``: every compared column must agree (an absent key counts as NULL); otherwise (update delta)
-        absent keys are the NULLed columns.
-        """
-        allowed = self._allowed_keys(table, sub)
-        extra = sorted(k for k in actual if k not in allowed)
-        if extra:
-            return f"unexpected column(s) {extra}"
-        if not isinstance(actual.get("_seq"), int):
-            return "no integer _seq"
-        if "_deleted" in actual and actual["_deleted"] is not deleted:
-            return f"_deleted is {actual['_deleted']!r}, expected {deleted}"
-        for name in self.compared_columns(table, sub):
-            want = expected.get(name)
-            got = actual.get(name)
-            if not _same(table.column_type(name), want, got):
-                return f"column {name!r} is {got!r}, expected {want!r}"
-        return None
+        return self.admits(table, sub, change.row)
 
     def check_change(
         self,
@@ -759,10 +314,8 @@ class LiveModel:
         optional ones it passed; ``(None, problem)`` otherwise. On success the view is updated.
         """
         table = model.tables.get(sub.table)
-        if table is None:
-            return None, None
-        if sub.tainted:
-            return None, None
+        if table is None or sub.table_dropped:
+            return None, "a change arrived after the subscription's table was dropped"
         queue = list(sub.expected)
         if not queue:
             return None, "no change was expected"
@@ -791,6 +344,12 @@ class LiveModel:
         rows: Sequence[Mapping[str, Any]] | None,
         old_values: Sequence[Mapping[str, Any]] | None,
     ) -> str | None:
+        if change.tell:
+            cols = sorted(unevaluable(table, sub))
+            return (
+                f"its filter cannot be evaluated on this change (column(s) {cols} are gone): the server must "
+                "tell the client (an error or a close), not deliver it"
+            )
         if change_type != change.kind:
             return f"change_type {change_type!r}"
         pk = table.pk
@@ -810,35 +369,7 @@ class LiveModel:
                 if old_values:
                     return f"an insert carries old_values {old_values}"
                 return self.row_problem(table, sub, change.row, row, full=True)
-            problem = self.row_problem(table, sub, change.row, row, full=False)
-            if problem is not None:
-                return f"new values: {problem}"
-            nulled = [n for n in self.compared_columns(table, sub) if n in row and change.row.get(n) is None]
-            if nulled:
-                return f"update rows carry NULL column(s) {nulled}; the delta lists only non-null columns"
-            if not old_values or len(old_values) != 1:
-                return f"an update must carry one old_values entry (got {old_values})"
-            old = old_values[0]
-            assert change.old is not None
-            changed = [
-                n
-                for n in self.compared_columns(table, sub)
-                if not _same(table.column_type(n), change.old.get(n), change.row.get(n))
-            ]
-            pk_name = pk.column.name if pk is not None else None
-            for name in self.compared_columns(table, sub):
-                if name == pk_name or name not in old:
-                    continue
-                if name not in changed:
-                    return f"old_values lists unchanged column {name!r}"
-                if not _same(table.column_type(name), change.old.get(name), old.get(name)):
-                    return f"old_values {name!r} is {old.get(name)!r}, expected {change.old.get(name)!r}"
-            lost = [n for n in changed if n != pk_name and n not in old and change.old.get(n) is not None]
-            if lost:
-                return f"old_values misses changed column(s) {lost}"
-            if isinstance(old.get("_seq"), int) and old["_seq"] >= row["_seq"]:
-                return f"old_values _seq {old['_seq']} is not below the new _seq {row['_seq']}"
-            return None
+            return self._update_problem(table, sub, change, row, old_values)
         # soft delete: the tombstone in old_values
         if rows:
             return f"a delete carries rows {rows}"
@@ -848,6 +379,55 @@ class LiveModel:
         if pk is not None and _key(tomb.get(pk.column.name)) != _key(change.row.get(pk.column.name)):
             return f"tombstone primary key {tomb.get(pk.column.name)!r}"
         return self.row_problem(table, sub, change.row, tomb, full=True, deleted=True)
+
+    def _update_problem(
+        self,
+        table: TableState,
+        sub: LiveSub,
+        change: LiveChange,
+        row: Mapping[str, Any],
+        old_values: Sequence[Mapping[str, Any]] | None,
+    ) -> str | None:
+        """An update: ``rows`` = [_seq, PK, every non-NULL column], ``old_values`` = [_seq, PK, the changed
+        columns' old values]; a fresh column is held to this when present, a gone one is absent or NULL."""
+        problem = self.row_problem(table, sub, change.row, row, full=False)
+        if problem is not None:
+            return f"new values: {problem}"
+        cols = sub_columns(table, sub)
+        shown = [*cols.compared, *cols.fresh]
+        nulled = [n for n in shown if n in row and change.row.get(n) is None]
+        if nulled:
+            return f"update rows carry NULL column(s) {nulled}; the delta lists only non-null columns"
+        if not old_values or len(old_values) != 1:
+            return f"an update must carry one old_values entry (got {old_values})"
+        old = old_values[0]
+        assert change.old is not None
+        changed = [n for n in shown if not _same(table.column_type(n), change.old.get(n), change.row.get(n))]
+        pk = table.pk
+        pk_name = pk.column.name if pk is not None else None
+        extra = sorted(k for k in old if k not in cols.allowed())
+        if extra:
+            return f"old_values carries unexpected column(s) {extra}"
+        for name in shown:
+            if name == pk_name or name not in old:
+                continue
+            if name not in changed:
+                return f"old_values lists unchanged column {name!r}"
+            if not _same(table.column_type(name), change.old.get(name), old.get(name)):
+                return f"old_values {name!r} is {old.get(name)!r}, expected {change.old.get(name)!r}"
+        for name in cols.gone:
+            if old.get(name) is not None:
+                return f"old_values {name!r} (dropped since the subscription started) is {old[name]!r}"
+        lost = [
+            n
+            for n in changed
+            if n != pk_name and n not in old and change.old.get(n) is not None and n in cols.compared
+        ]
+        if lost:
+            return f"old_values misses changed column(s) {lost}"
+        if isinstance(old.get("_seq"), int) and old["_seq"] >= row["_seq"]:
+            return f"old_values _seq {old['_seq']} is not below the new _seq {row['_seq']}"
+        return None
 
     def _apply(
         self, table: TableState, sub: LiveSub, change: LiveChange, rows: Sequence[Mapping[str, Any]] | None
@@ -871,11 +451,13 @@ class LiveModel:
     def view_problem(self, model: Model, sub: LiveSub) -> str | None:
         """Snapshot + changes received == the model's rows matching the filter (stale rows allowed only when
         their newest version left the filter, which sends nothing, §10.5)."""
-        if sub.tainted or sub.status != "ready" or sub.expected:
+        if sub.status != "ready" or sub.expected:
             return None
         table = model.tables.get(sub.table)
-        if table is None or table.kind is TableKind.STREAM:
+        if table is None or sub.table_dropped or table.kind is TableKind.STREAM:
             return None
+        if unevaluable(table, sub):
+            return None  # its query names a column that is gone: no rows are its rows any more
         if sub.resume_from is not None:
             return None  # a resumed subscription starts from a partial snapshot by design
         scope = model._scope(table, sub.owner)
@@ -887,7 +469,7 @@ class LiveModel:
             if sub.options.last_rows is not None and version.write_no <= sub.boundary:
                 continue  # last_rows sends only the newest rows of the snapshot
             row = model._row(table, version.values, version.deleted)
-            admits = sub.where is None or sub.where.evaluate(row) is True
+            admits = self.admits(table, sub, row) is True
             if version.deleted or not admits:
                 if key in sub.view and admits:
                     return f"row {sub.view[key]} is still in the subscription after its delete"

@@ -288,7 +288,9 @@ class Subscription:
             if not self.matches(event.new_row):
                 return None
         except FilterError as exc:
-            log.debug("filter of subscription %s skipped a change: %s", self.id, exc)
+            # never skipped in silence: the client is told and the subscription ends (e.g. its filter names
+            # a column an ALTER TABLE dropped since)
+            self.fail("SUBSCRIPTION_FAILED", f"live filter cannot be evaluated: {exc}")
             return None
         if kind == "insert":
             base["rows"] = [self.encode_row(event.new_row)]
@@ -317,9 +319,9 @@ class Subscription:
             try:
                 if not self.matches(row):
                     continue
-            except FilterError as exc:
-                log.debug("filter of subscription %s skipped a snapshot row: %s", self.id, exc)
-                continue
+            except FilterError:
+                self.closed = True  # the caller tells the client (an error message); nothing more is sent
+                raise
             out.append(row)
         out.sort(key=lambda r: r["_seq"])
         return out
@@ -342,6 +344,13 @@ class Subscription:
         return Page([self.encode_row(r) for r in chosen], has_more, last_seq)
 
     # -- delivery (event loop only) --------------------------------------------------------------------------
+
+    def fail(self, code: str, message: str) -> None:
+        """Tell the client that this subscription ended (an ``error`` message); nothing more is sent for it."""
+        if not self.closed:
+            self.closed = True
+            self.buffer.clear()
+            self.conn.send({"type": "error", "subscription_id": self.id, "code": code, "message": message})
 
     def set_boundary(self, boundary: int) -> None:
         self.boundary = boundary
