@@ -394,6 +394,33 @@ def case_12() -> tuple[list[Step], Divergence]:
     return steps, div("stream_ttl", message, steps, str(steps[-1].requests("ns")[0]))
 
 
+def case_13() -> tuple[list[Step], Divergence]:
+    """The 30-minute run against KalamDB 0.4.3-rc.4 (2 steps): ``LIMIT 0`` on a PRIVATE SHARED table answers a
+    user with an empty result and the column names instead of PERMISSION_DENIED."""
+    steps: list[Step] = [
+        CreateTable("dba", TableSpec(name="t0", kind="SHARED", columns=COLS, access_level="PRIVATE")),
+        Select("user2", "t0", limit=0),
+    ]
+    message = (
+        "expected an error ExpectError(PERMISSION_DENIED HTTP 403) (role user may not read a PRIVATE SHARED "
+        "table), but the request succeeded: 0 row(s) ['id', 'v', '_seq', '_deleted']"
+    )
+    return steps, div("rbac", message, steps, "[user2] SELECT * FROM ns.t0 LIMIT 0")
+
+
+def neg_limit_1_refused() -> tuple[list[Step], Divergence]:
+    """A PRIVATE SHARED table read with LIMIT 1 that succeeds is a plain RBAC failure, not bug 13."""
+    steps: list[Step] = [
+        CreateTable("dba", TableSpec(name="t0", kind="SHARED", columns=COLS, access_level="PRIVATE")),
+        Select("user2", "t0", limit=1),
+    ]
+    message = (
+        "expected an error ExpectError(PERMISSION_DENIED HTTP 403) (role user may not read a PRIVATE SHARED "
+        "table), but the request succeeded: 0 row(s) ['id', 'v', '_seq', '_deleted']"
+    )
+    return steps, div("rbac", message, steps, "[user2] SELECT * FROM ns.t0 LIMIT 1")
+
+
 #: (case, the bug it is, the index of the signature it has)
 POSITIVE = [
     (case_1_read, 1, 0),
@@ -415,6 +442,7 @@ POSITIVE = [
     (case_10_last_rows, 10, 2),
     (case_11, 11, 0),
     (case_12, 12, 0),
+    (case_13, 13, 0),
 ]
 
 
@@ -559,6 +587,7 @@ def neg_unknown_table() -> tuple[list[Step], Divergence]:
 
 
 NEGATIVE = [
+    neg_limit_1_refused,
     neg_no_flush_before_delete,
     neg_refused_key_never_flushed,
     neg_refused_other_key,

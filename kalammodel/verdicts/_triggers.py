@@ -362,6 +362,14 @@ def omits_not_null_column(focus: Focus) -> bool:
 
 
 @_trigger
+def reads_provably_nothing(focus: Focus) -> bool:
+    """The step is a SELECT of the table whose answer is empty whatever the table holds (``LIMIT 0``): a
+    planner may answer it without scanning the table."""
+    step = focus.step
+    return _is_select(step) and focus.on_table and step.limit == 0
+
+
+@_trigger
 def orders_by_non_key_column(focus: Focus) -> bool:
     """The step is a SELECT of the table whose ORDER BY starts with a column other than the primary key."""
     step = focus.step
