@@ -33,11 +33,22 @@ def _has_range(tree: exp.Expression | None) -> bool:
     )
 
 
+#: DataFusion's logical rule that constant-folds and rewrites expressions. Its IN-list rewrite folds
+#: ``c IN (a) AND c IN (b)`` (disjoint lists) and ``c IN (a) AND c NOT IN (a)`` to FALSE without regard to a
+#: NULL ``c`` (SQL: UNKNOWN), so ``NOT (...)`` then admits rows it must not (docs/kalamdb-findings.md #12,
+#: still present in datafusion 55). Without the rule every expression is evaluated as written, by SQL's
+#: three-valued logic; the other rules (projection, filter pushdown, subquery decorrelation) stay.
+SIMPLIFIER_RULE = "simplify_expressions"
+
+
 class Frames:
     """One DataFusion session; Arrow tables are registered under ``__kalam_t<n>`` for the span of a query."""
 
     def __init__(self) -> None:
         self.df = datafusion.SessionContext()
+        if not _faults.active("in_lists_folded_false"):  # planted: keep the simplifier, as KalamDB does
+            if not self.df.remove_optimizer_rule(SIMPLIFIER_RULE):
+                raise RuntimeError(f"DataFusion has no optimizer rule {SIMPLIFIER_RULE!r} to switch off")
         self._reg = 0
 
     def register(self, data: pa.Table) -> str:
