@@ -84,6 +84,8 @@ class RestartExtension(Extension):
                 request="restart",
                 namespace=session.ns,
             ) from exc
+        # a restart takes time: STREAM rows may expire meanwhile, so the checks below use the clock of now
+        session.model.clock = session.runner.clock()
         session.pool.relogin()
         session.transcript_note(f"restarted the server ({'SIGKILL' if step.hard else 'clean stop'})")
         for ext in session.extensions:

@@ -275,8 +275,15 @@ def predicates(columns: Sequence[Column], max_depth: int = 2) -> st.SearchStrate
 
 @functools.lru_cache(maxsize=256)
 def _predicates(columns: tuple[Column, ...], max_depth: int) -> st.SearchStrategy[Predicate]:
-    """WHERE trees over ``columns``: comparisons, IN, BETWEEN, LIKE, IS [NOT] NULL, AND/OR/NOT."""
+    """WHERE trees over ``columns``: comparisons, IN, BETWEEN, LIKE, IS [NOT] NULL, AND/OR/NOT.
+
+    A leaf is, one time in four, two conditions on one column under AND or OR (each maybe negated): where an
+    engine's simplifier merges conditions on one column (IN lists, ranges) it forgets NULL (finding 12), and
+    independent leaves rarely meet on one column."""
     leaf = _leaf(columns)
+    pairs = _same_column_pairs(columns)
+    if pairs is not None:
+        leaf = st.one_of(leaf, leaf, leaf, pairs)
     return st.recursive(
         leaf,
         lambda inner: st.one_of(
@@ -286,6 +293,40 @@ def _predicates(columns: tuple[Column, ...], max_depth: int) -> st.SearchStrateg
         ),
         max_leaves=max(1, 2**max_depth),
     )
+
+
+def _in_lists(col: Column) -> st.SearchStrategy[Predicate]:
+    def build(items: list[Any]) -> Predicate:
+        return In(col.name, col.type, tuple(items))
+
+    return st.lists(values(col.type, pk=col.primary_key), min_size=1, max_size=3).map(build)
+
+
+def _same_column_pairs(columns: tuple[Column, ...]) -> st.SearchStrategy[Predicate] | None:
+    """Two conditions on one column under AND / OR, each maybe negated, the whole maybe negated; None when no
+    column has leaves. Leans to nullable columns, to two IN lists, and to a NOT above an AND: where a
+    simplifier folds ``c IN (a) AND c IN (b)`` to FALSE without regard to NULL, the NOT shows it (finding 12)."""
+    usable = [c for c in columns if c.type is not ColumnType.JSON]
+    if not usable:
+        return None
+    per_column = {c.name: _leaf((c,)) for c in usable}
+    in_lists = {c.name: _in_lists(c) for c in usable}
+    nullable = sorted(c.name for c in usable if c.nullable)
+    names = sorted(per_column)
+
+    @st.composite
+    def pair(draw: st.DrawFn) -> Predicate:
+        pool = nullable if nullable and draw(st.integers(0, 3)) > 0 else names
+        name = draw(st.sampled_from(pool))
+        source = per_column[name] if draw(st.integers(0, 3)) == 0 else in_lists[name]
+        items = [draw(source) for _ in range(2)]
+        items = [Not(p) if draw(st.integers(0, 3)) == 0 else p for p in items]
+        if draw(st.booleans()):
+            return Or(tuple(items))
+        both = And(tuple(items))
+        return both if draw(st.integers(0, 3)) == 0 else Not(both)
+
+    return pair()
 
 
 def live_predicates(columns: Sequence[Column]) -> st.SearchStrategy[Predicate]:

@@ -211,6 +211,41 @@ CASES: dict[str, FaultCase] = {
             seed=7,
             more_seeds=(5, 6, 8, 9, 10, 11),
         ),
+        # -- KalamDB's own behaviour the embedded server used to copy (issue 14) ---------------------------
+        FaultCase(
+            "live_filter_silent_skip",
+            "live_query",
+            (
+                "create table t0",
+                "subscribe(t0, WHERE c IN (...))",
+                "insert(t0, a row the filter admits)   <- the change never arrives",
+            ),
+            live=True,
+            seed=1,
+        ),
+        FaultCase(
+            "live_buffer_drops_oldest",
+            "live_query",
+            (
+                "create table t0",
+                "insert(t0, 2 rows)",
+                "subscribe(t0, batch_size=1)",
+                "insert(t0, 3 rows)",
+                "next_batch   <- the oldest buffered change never arrives",
+            ),
+            live=True,
+            seed=1,
+        ),
+        FaultCase(
+            "in_lists_folded_false",
+            "outcome",
+            (
+                "create table t0 (id PK, c nullable)",
+                "insert(t0, c NULL)",
+                "select(t0, WHERE NOT (c IN (a) AND c IN (b)))   <- the NULL row is returned",
+            ),
+            seed=0,
+        ),
     )
 }
 
