@@ -79,10 +79,9 @@ def subscribe(m: KalamStateMachine, table: str, data: st.DataObject, op: str) ->
         chosen = data.draw(st.lists(st.sampled_from(others), unique=True), label="columns") if others else []
         projection = (pk.name, *chosen)
     where = None
-    eligible = [c for c in columns if c.primary_key or not c.nullable]
     if data.draw(st.integers(0, 2), label="filter?") > 0:
         try:
-            where = data.draw(live_predicates(eligible), label="filter")
+            where = data.draw(live_predicates(columns), label="filter")
         except ValueError:
             where = None
     snapshot = data.draw(st.integers(0, 4), label="snapshot?") > 0

@@ -32,7 +32,6 @@ from ..model import (
     TableKind,
     TableSpec,
     canonical_json,
-    portable,
 )
 
 if TYPE_CHECKING:
@@ -267,17 +266,24 @@ def _le(a: Any, b: Any) -> bool:
 def predicates(columns: Sequence[Column], max_depth: int = 2) -> st.SearchStrategy[Predicate]:
     """WHERE trees over ``columns``: comparisons, IN, BETWEEN, LIKE, IS [NOT] NULL, AND/OR/NOT.
 
-    Cached per column tuple: building the recursive strategy costs ~10 ms, drawing from it far less. Only
-    portable predicates (``kalammodel.model.portable``): DataFusion, KalamDB's engine, folds two IN lists on one
-    column to FALSE even when the column is NULL (docs/kalamdb-findings.md), so the model could not predict them.
+    Cached per column tuple: building the recursive strategy costs ~10 ms, drawing from it far less. Every
+    shape is drawn, also those an engine gets wrong (two IN lists on one column, which DataFusion folds to FALSE
+    even for NULL: docs/kalamdb-findings.md #12): the model says what SQL says, the verdict knows known bugs.
     """
-    return _predicates(tuple(columns), max_depth).filter(portable)
+    return _predicates(tuple(columns), max_depth)
 
 
 @functools.lru_cache(maxsize=256)
 def _predicates(columns: tuple[Column, ...], max_depth: int) -> st.SearchStrategy[Predicate]:
-    """WHERE trees over ``columns``: comparisons, IN, BETWEEN, LIKE, IS [NOT] NULL, AND/OR/NOT."""
+    """WHERE trees over ``columns``: comparisons, IN, BETWEEN, LIKE, IS [NOT] NULL, AND/OR/NOT.
+
+    A leaf is, one time in four, two conditions on one column under AND or OR (each maybe negated): where an
+    engine's simplifier merges conditions on one column (IN lists, ranges) it forgets NULL (finding 12), and
+    independent leaves rarely meet on one column."""
     leaf = _leaf(columns)
+    pairs = _same_column_pairs(columns)
+    if pairs is not None:
+        leaf = st.one_of(leaf, leaf, leaf, pairs)
     return st.recursive(
         leaf,
         lambda inner: st.one_of(
@@ -289,63 +295,42 @@ def _predicates(columns: tuple[Column, ...], max_depth: int) -> st.SearchStrateg
     )
 
 
-_LIVE_NUMERIC = (ColumnType.BIGINT, ColumnType.INT, ColumnType.SMALLINT, ColumnType.DOUBLE)
+def _in_lists(col: Column) -> st.SearchStrategy[Predicate]:
+    def build(items: list[Any]) -> Predicate:
+        return In(col.name, col.type, tuple(items))
+
+    return st.lists(values(col.type, pk=col.primary_key), min_size=1, max_size=3).map(build)
+
+
+def _same_column_pairs(columns: tuple[Column, ...]) -> st.SearchStrategy[Predicate] | None:
+    """Two conditions on one column under AND / OR, each maybe negated, the whole maybe negated; None when no
+    column has leaves. Leans to nullable columns, to two IN lists, and to a NOT above an AND: where a
+    simplifier folds ``c IN (a) AND c IN (b)`` to FALSE without regard to NULL, the NOT shows it (finding 12)."""
+    usable = [c for c in columns if c.type is not ColumnType.JSON]
+    if not usable:
+        return None
+    per_column = {c.name: _leaf((c,)) for c in usable}
+    in_lists = {c.name: _in_lists(c) for c in usable}
+    nullable = sorted(c.name for c in usable if c.nullable)
+    names = sorted(per_column)
+
+    @st.composite
+    def pair(draw: st.DrawFn) -> Predicate:
+        pool = nullable if nullable and draw(st.integers(0, 3)) > 0 else names
+        name = draw(st.sampled_from(pool))
+        source = per_column[name] if draw(st.integers(0, 3)) == 0 else in_lists[name]
+        items = [draw(source) for _ in range(2)]
+        items = [Not(p) if draw(st.integers(0, 3)) == 0 else p for p in items]
+        if draw(st.booleans()):
+            return Or(tuple(items))
+        both = And(tuple(items))
+        return both if draw(st.integers(0, 3)) == 0 else Not(both)
+
+    return pair()
 
 
 def live_predicates(columns: Sequence[Column]) -> st.SearchStrategy[Predicate]:
-    """Live filters in the subset where KalamDB's live evaluator and SQL agree (docs/invariants.md):
-    ``= != < <= > >=`` on NOT NULL numbers, ``= !=`` on NOT NULL TEXT/BOOLEAN, LIKE on NOT NULL TEXT.
-
-    Cached per column tuple, like :func:`predicates` (building a recursive strategy
-    costs more than drawing from it)."""
-    return _live_predicates(tuple(columns))
-
-
-@functools.lru_cache(maxsize=256)
-def _live_predicates(columns: tuple[Column, ...]) -> st.SearchStrategy[Predicate]:
-    numeric = [c for c in columns if c.type in _LIVE_NUMERIC]
-    equality = [c for c in columns if c.type in (ColumnType.TEXT, ColumnType.BOOLEAN)]
-    texts = [c for c in columns if c.type is ColumnType.TEXT]
-    leaves: list[st.SearchStrategy[Predicate]] = []
-    if numeric:
-        leaves.append(
-            st.sampled_from(numeric).flatmap(
-                lambda c: st.builds(
-                    Cmp,
-                    st.just(c.name),
-                    st.just(c.type),
-                    st.sampled_from(["=", "!=", "<", "<=", ">", ">="]),
-                    values(c.type, pk=c.primary_key),
-                )
-            )
-        )
-    if equality:
-        leaves.append(
-            st.sampled_from(equality).flatmap(
-                lambda c: st.builds(
-                    Cmp,
-                    st.just(c.name),
-                    st.just(c.type),
-                    st.sampled_from(["=", "!="]),
-                    values(c.type, pk=c.primary_key),
-                )
-            )
-        )
-    if texts:
-        leaves.append(
-            st.builds(
-                Like,
-                st.sampled_from([c.name for c in texts]),
-                st.text(alphabet="ab%_", min_size=1, max_size=3),
-            )
-        )
-    if not leaves:
-        raise ValueError("no NOT NULL column can carry a live filter")
-    leaf = st.one_of(leaves)
-    return st.recursive(
-        leaf,
-        lambda inner: st.one_of(
-            st.tuples(inner, inner).map(And), st.tuples(inner, inner).map(Or), inner.map(Not)
-        ),
-        max_leaves=3,
-    )
+    """Live filters: the same grammar as query predicates (:func:`predicates`), over every column, nullable
+    ones included (IN, BETWEEN, IS NULL, LIKE, ...). The model evaluates them by SQL three-valued logic; a server
+    may refuse a filter it cannot evaluate, but must never acknowledge it and then drop changes."""
+    return predicates(columns)

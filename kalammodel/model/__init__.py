@@ -28,7 +28,7 @@ from ._expect import (
     row_key,
     unexpected_rows,
 )
-from ._live import REFUSALS, LiveChange, LiveModel, LiveOptions, LiveSub, live_filter_supported
+from ._live import REFUSALS, LiveChange, LiveModel, LiveOptions, LiveSub
 from ._model import Model
 from ._predicates import (
     And,
@@ -41,7 +41,6 @@ from ._predicates import (
     Not,
     Or,
     Predicate,
-    portable,
     pred_from_data,
     pred_to_data,
 )
@@ -108,8 +107,6 @@ __all__ = [
     "compare_rows",
     "flush_job_id",
     "flush_message_kind",
-    "live_filter_supported",
-    "portable",
     "pred_from_data",
     "pred_to_data",
     "render_timestamp",

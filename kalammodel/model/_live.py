@@ -10,6 +10,9 @@ Order: the server's ``_seq`` orders versions; the model's write numbers order th
 steps, but versions written by one statement (one step) may get their ``_seq`` in any order. Such a set is a
 *group*; inside a group the model accepts any order, across groups it demands the model's order.
 
+A live filter is any predicate of the query grammar, over nullable columns too; an acknowledged subscription
+delivers every change whose new row the filter admits by SQL three-valued logic (``evaluate(row) is True``).
+
 The model never stops predicting a subscription. After ALTER TABLE its names bind to the current table, its
 filter is judged by SQL three-valued logic, and where the contract lets the server give up (a filter beyond the
 live grammar, a column it names dropped, its table dropped, changes buffered during its snapshot) being told —
@@ -36,8 +39,8 @@ from ._live_rows import (
     sub_columns,
     unevaluable,
 )
-from ._predicates import And, Cmp, Like, Not, Or, Predicate
-from ._types import ColumnType, TableKind
+from ._predicates import Predicate
+from ._types import TableKind
 
 if TYPE_CHECKING:
     from ._model import Model
@@ -49,36 +52,9 @@ __all__ = [
     "LiveModel",
     "LiveOptions",
     "LiveSub",
-    "live_filter_supported",
     "_key",
     "_same",
 ]
-
-_NUMERIC = (ColumnType.BIGINT, ColumnType.INT, ColumnType.SMALLINT, ColumnType.DOUBLE)
-_EQUALITY_ONLY = (ColumnType.TEXT, ColumnType.BOOLEAN)
-
-
-def live_filter_supported(pred: Predicate | None, not_null: Mapping[str, ColumnType]) -> bool:
-    """Whether ``pred`` is in the subset where KalamDB's live filter and its SQL engine agree.
-
-    ``not_null`` maps the NOT NULL columns of the table to their types. Allowed: ``= != < <= > >=`` on
-    numeric columns, ``= !=`` on TEXT/BOOLEAN columns, LIKE on TEXT columns, combined with AND/OR/NOT.
-    NULLs never reach the filter (every column named is NOT NULL), so three-valued logic cannot differ.
-    """
-    if pred is None:
-        return True
-    if isinstance(pred, (And, Or)):
-        return all(live_filter_supported(p, not_null) for p in pred.items)
-    if isinstance(pred, Not):
-        return live_filter_supported(pred.item, not_null)
-    if isinstance(pred, Cmp):
-        col_type = not_null.get(pred.column)
-        if col_type in _NUMERIC:
-            return True
-        return col_type in _EQUALITY_ONLY and pred.op in ("=", "!=")
-    if isinstance(pred, Like):
-        return not_null.get(pred.column) is ColumnType.TEXT
-    return False
 
 
 @attrs.define

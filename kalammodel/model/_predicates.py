@@ -39,7 +39,6 @@ __all__ = [
     "Not",
     "Or",
     "Predicate",
-    "portable",
     "pred_from_data",
     "pred_to_data",
 ]
@@ -337,27 +336,6 @@ Predicate = Cmp | IsNull | IsNotNull | In | Between | Like | And | Or | Not
 _NODES: dict[str, type[_Node]] = {
     cls.op_name: cls for cls in (Cmp, IsNull, IsNotNull, In, Between, Like, And, Or, Not)
 }
-
-
-def _in_columns(pred: Any) -> list[str]:
-    if isinstance(pred, (And, Or)):
-        return [c for item in pred.items for c in _in_columns(item)]
-    if isinstance(pred, Not):
-        return _in_columns(pred.item)
-    return [pred.column] if isinstance(pred, In) else []
-
-
-def portable(pred: Predicate | None) -> bool:
-    """Whether every engine evaluates ``pred`` by the book (generators should only draw portable predicates).
-
-    DataFusion's IN-list simplifier rewrites ``a IN (0) AND NOT a IN (0)`` to FALSE even when ``a`` is NULL
-    (SQL says UNKNOWN); KalamDB inherits that. Predicates with more than one IN on the same column are
-    therefore not portable.
-    """
-    if pred is None:
-        return True
-    columns = _in_columns(pred)
-    return len(columns) == len(set(columns))
 
 
 def pred_to_data(pred: Predicate | None) -> dict[str, Any] | None:

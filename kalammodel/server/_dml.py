@@ -207,7 +207,7 @@ class Writer:
                 .where(where.copy())
             )
             try:
-                res = self.frames.sql(sel.sql(dialect="postgres"))
+                res = self.frames.query(sel)
             except Exception as e:
                 msg = str(e).strip().split("\n")[0]
                 raise SqlFailure(

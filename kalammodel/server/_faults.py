@@ -29,6 +29,13 @@ FAULTS: dict[str, str] = {
     "from_seq_replays": "a subscription with from_seq_id replays the row at from_seq_id itself",
     "acknowledged_writes_lost": "writes are acknowledged before they are durable: a SIGKILL loses the last ones",
     "random_flaky_select": "with probability 0.5 a SELECT drops its last row (a flaky failure)",
+    # -- KalamDB's own defects the embedded server used to copy (issue 14) --------------------------------
+    "live_filter_silent_skip": "a live filter with IN or BETWEEN is acknowledged, then every change is skipped "
+    "in silence (KalamDB's live evaluator lacks them)",
+    "live_buffer_drops_oldest": "changes buffered while a snapshot is pulled are capped (at 2 here, 1024 in "
+    "KalamDB) by dropping the oldest in silence",
+    "in_lists_folded_false": "SELECT lets DataFusion's simplifier fold `c IN (a) AND c IN (b)` to FALSE even "
+    "when c is NULL (docs/kalamdb-findings.md #12)",
 }
 
 _active: frozenset[str] = frozenset()

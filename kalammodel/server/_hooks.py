@@ -11,6 +11,7 @@ import sqlglot
 from sqlglot import exp
 
 from ._catalog import Catalog
+from ._live_filter import FilterError, compile_filter
 from ._records import ADMIN, Column, Ctx, Table
 from ._rows import Rows
 from ._types import ChangeEvent, LiveError, LivePlan, Principal
@@ -113,6 +114,10 @@ class LiveHooks:
                 for c in w.find_all(exp.Column):
                     if table.col(c.name) is None:
                         raise LiveError("INVALID_SQL", f"Column '{c.name}' not found in table {table.key}")
+                try:  # refused now what the live filter cannot evaluate: never acknowledged, then skipped
+                    compile_filter(w, {c.name: c.data_type for c in table.columns}, principal.user_id)
+                except FilterError as e:
+                    raise LiveError(e.code, e.message) from None
             return LivePlan(
                 table.key,
                 table.kind,

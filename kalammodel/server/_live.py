@@ -15,8 +15,15 @@ Change payloads follow ``live:notification.rs``: insert ``rows=[row]``, update `
 ``old_values=[changed old values]``, soft delete ``old_values=[tombstone]``, STREAM hard delete
 ``old_values=[{"row_id": "<owner>:<seq>"}]`` (``{}`` under a column projection, as in KalamDB).
 
+Never a silent loss: a change that cannot be built for a subscription (its filter no longer fits the row, a
+cell cannot be encoded) or a buffer that reaches its bound while a snapshot loads ends that subscription with an
+``error`` message (code ``SUBSCRIPTION_FAILED``) instead of dropping the change. Memory stays bounded: at most
+``MAX_BUFFERED_PER_SUBSCRIPTION`` changes per subscription, and a connection holds at most
+``max_subscriptions_per_connection`` subscriptions.
+
 Faults (``_faults.py``) implemented here: ``live_cross_user``, ``snapshot_has_more_early``,
-``live_delete_missing``. The connection side (frames, auth, client messages) is ``_ws.py``.
+``live_delete_missing``, ``live_filter_silent_skip``, ``live_buffer_drops_oldest``. The connection side (frames,
+auth, client messages) is ``_ws.py``.
 """
 
 from __future__ import annotations
@@ -30,13 +37,13 @@ import math
 import struct
 import threading
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import attrs
 from starlette.applications import Starlette
 
-from ._live_filter import FilterError, matches
+from ._live_filter import FilterError, RowFilter, compile_filter
 from ._types import ChangeEvent, LiveEngine, LivePlan
 
 try:  # written by the engine's author; every fault is off when it is missing
@@ -56,7 +63,11 @@ __all__ = ["LiveHub", "Page", "Subscription", "encode_cell", "hub_for", "table_f
 
 log = logging.getLogger("kalammodel.server.ws")
 
-MAX_BUFFERED_PER_SUBSCRIPTION = 1024  # live:models/connection.rs; the oldest buffered change is dropped
+#: changes buffered per subscription while its snapshot loads; one more stops the subscription with an error
+#: (KalamDB: live:models/connection.rs drops the oldest in silence, the planted fault live_buffer_drops_oldest)
+MAX_BUFFERED_PER_SUBSCRIPTION = 1024
+#: the bound under the planted fault live_buffer_drops_oldest: small, so that a short program reaches it
+FAULT_BUFFER_BOUND = 2
 
 
 class Outbox(Protocol):
@@ -206,32 +217,34 @@ class Subscription:
     batch_num: int = 0
     buffer: deque[tuple[int | None, dict[str, Any]]] = attrs.field(factory=deque)
     closed: bool = False
+    #: called once when the server ends the subscription (error sent): the connection forgets it
+    on_stop: Callable[[Subscription], None] | None = None
     star: bool = attrs.field(init=False)
     types: dict[str, Any] = attrs.field(init=False)
     pk: list[str] = attrs.field(init=False)
     kind: str = attrs.field(init=False)
-    decimals: frozenset[str] = attrs.field(init=False)
+    row_filter: RowFilter = attrs.field(init=False)
+    change_filter: RowFilter = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
+        """Raises FilterError when the WHERE cannot be evaluated: the subscription is refused."""
         self.star = _is_star(self.plan)
         self.types = _column_types(self.plan, self.table_fields)
-        self.decimals = frozenset(
-            k for k, t in self.types.items() if isinstance(t, Mapping) and "Decimal" in t
-        )
         self.pk = _pk_columns(self.plan, self.table_fields)
         self.kind = str(self.plan.kind).upper()
+        self.row_filter = compile_filter(self.plan.where, self.types, self.user_id)
+        # planted: KalamDB's change-path evaluator (the snapshot is read through SQL there, so it is right)
+        self.change_filter = (
+            compile_filter(self.plan.where, self.types, self.user_id, kalamdb_subset=True)
+            if _fault_active("live_filter_silent_skip")
+            else self.row_filter
+        )
 
     # -- filtering and projection ----------------------------------------------------------------------------
 
     def matches(self, row: Mapping[str, Any]) -> bool:
-        if self.plan.where is None:
-            return True
-        if self.decimals:  # canonical DECIMAL values are strings; the filter compares them as numbers
-            row = {
-                k: decimal.Decimal(v) if k in self.decimals and isinstance(v, str) else v
-                for k, v in row.items()
-            }
-        return matches(self.plan.where, row, self.user_id)
+        """Whether ``row`` satisfies the WHERE (SQL three-valued logic); FilterError when it no longer fits."""
+        return self.row_filter.matches(row)
 
     def _output_columns(self, row: Mapping[str, Any]) -> list[str]:
         if self.star:
@@ -285,12 +298,12 @@ class Subscription:
             base["old_values"] = [hard if self.star else {}]
             return base, None
         try:
-            if not self.matches(event.new_row):
+            if not self.change_filter.matches(event.new_row):
                 return None
         except FilterError as exc:
-            # never skipped in silence: the client is told and the subscription ends (e.g. its filter names
-            # a column an ALTER TABLE dropped since)
-            self.fail("SUBSCRIPTION_FAILED", f"live filter cannot be evaluated: {exc}")
+            if not _fault_active("live_filter_silent_skip"):
+                raise  # the hub tells the client and stops the subscription
+            log.debug("filter of subscription %s skipped a change: %s", self.id, exc)
             return None
         if kind == "insert":
             base["rows"] = [self.encode_row(event.new_row)]
@@ -345,13 +358,6 @@ class Subscription:
 
     # -- delivery (event loop only) --------------------------------------------------------------------------
 
-    def fail(self, code: str, message: str) -> None:
-        """Tell the client that this subscription ended (an ``error`` message); nothing more is sent for it."""
-        if not self.closed:
-            self.closed = True
-            self.buffer.clear()
-            self.conn.send({"type": "error", "subscription_id": self.id, "code": code, "message": message})
-
     def set_boundary(self, boundary: int) -> None:
         self.boundary = boundary
         self.buffer = deque((s, m) for s, m in self.buffer if s is None or s > boundary)
@@ -362,11 +368,29 @@ class Subscription:
         if self.loading:
             if self.boundary is not None and seq is not None and seq <= self.boundary:
                 return  # already part of the snapshot
-            if len(self.buffer) >= MAX_BUFFERED_PER_SUBSCRIPTION:
-                self.buffer.popleft()
+            if _fault_active("live_buffer_drops_oldest"):
+                if len(self.buffer) >= FAULT_BUFFER_BOUND:
+                    self.buffer.popleft()  # planted: KalamDB's silent drop of the oldest buffered change
+            elif len(self.buffer) >= MAX_BUFFERED_PER_SUBSCRIPTION:
+                self.stop(
+                    "SUBSCRIPTION_FAILED",
+                    f"more than {MAX_BUFFERED_PER_SUBSCRIPTION} changes arrived while the initial data was "
+                    "loading; the subscription was stopped (subscribe again, from the last _seq received)",
+                )
+                return
             self.buffer.append((seq, message))
             return
         self.conn.send(message)
+
+    def stop(self, code: str, message: str) -> None:
+        """End the subscription from the server side: the client gets an ``error`` naming it, nothing after."""
+        if self.closed:
+            return
+        self.closed = True
+        self.buffer.clear()
+        self.conn.send({"type": "error", "subscription_id": self.id, "code": code, "message": message})
+        if self.on_stop is not None:
+            self.on_stop(self)
 
     def complete_initial_load(self) -> None:
         self.loading = False
@@ -415,8 +439,12 @@ class LiveHub:
                 continue
             try:
                 built = sub.change_message(event)
-            except Exception:  # noqa: BLE001 - one bad row must not stop the fan-out to the others
+            except FilterError as exc:
+                sub.stop("SUBSCRIPTION_FAILED", f"the live filter cannot be evaluated any more: {exc}")
+                continue
+            except Exception as exc:  # noqa: BLE001 - one bad row must not stop the fan-out to the others
                 log.exception("could not build the change for subscription %s", sub.id)
+                sub.stop("SUBSCRIPTION_FAILED", f"a change could not be delivered: {exc!r}")
                 continue
             if built is not None:
                 sub.deliver(*built)

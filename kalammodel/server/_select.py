@@ -33,11 +33,44 @@ def _has_range(tree: exp.Expression | None) -> bool:
     )
 
 
+#: DataFusion's logical rule that constant-folds and rewrites expressions. Its IN-list rewrite folds
+#: ``c IN (a) AND c IN (b)`` (disjoint lists) and ``c IN (a) AND c NOT IN (a)`` to FALSE without regard to a
+#: NULL ``c`` (SQL: UNKNOWN), so ``NOT (...)`` then admits rows it must not (docs/kalamdb-findings.md #12,
+#: still present in datafusion 55). Without the rule every expression is evaluated as written, by SQL's
+#: three-valued logic; the other rules (projection, filter pushdown, subquery decorrelation) stay.
+SIMPLIFIER_RULE = "simplify_expressions"
+
+
+def expand_in_lists(tree: exp.Expression) -> exp.Expression:
+    """``tree`` with every ``x IN (v1, v2, ...)`` written as ``(x = v1 OR x = v2 ...)`` (a copy).
+
+    The two mean the same under SQL's three-valued logic (TRUE if one equality holds, else UNKNOWN if one is
+    UNKNOWN, else FALSE), but DataFusion evaluates a literal IN list with a hash set that compares floats bit by
+    bit: ``0.0 IN (-0.0)`` is FALSE without the simplifier (which rewrites short lists to ORs), and so it is even
+    with it once the list is long (docs/kalamdb-findings.md #14, upstream). Equalities compare by value.
+    """
+
+    def rewrite(node: exp.Expression) -> exp.Expression:
+        values = node.args.get("expressions") if isinstance(node, exp.In) else None
+        if not values or node.args.get("query") is not None or node.args.get("unnest") is not None:
+            return node
+        column = node.this
+        chain: exp.Expression = exp.EQ(this=column.copy(), expression=values[0].copy())
+        for value in values[1:]:
+            chain = exp.Or(this=chain, expression=exp.EQ(this=column.copy(), expression=value.copy()))
+        return exp.Paren(this=chain)
+
+    return tree.copy().transform(rewrite)
+
+
 class Frames:
     """One DataFusion session; Arrow tables are registered under ``__kalam_t<n>`` for the span of a query."""
 
     def __init__(self) -> None:
         self.df = datafusion.SessionContext()
+        if not _faults.active("in_lists_folded_false"):  # planted: keep the simplifier, as KalamDB does
+            if not self.df.remove_optimizer_rule(SIMPLIFIER_RULE):
+                raise RuntimeError(f"DataFusion has no optimizer rule {SIMPLIFIER_RULE!r} to switch off")
         self._reg = 0
 
     def register(self, data: pa.Table) -> str:
@@ -51,6 +84,13 @@ class Frames:
 
     def sql(self, text: str) -> pa.Table:
         return self.df.sql(text).to_arrow_table()
+
+    def query(self, tree: exp.Expression) -> pa.Table:
+        """Run a parsed statement; its IN lists become equalities first (:func:`expand_in_lists`) unless the
+        planted fault ``in_lists_folded_false`` asks for DataFusion's own handling, as KalamDB has it."""
+        if not _faults.active("in_lists_folded_false"):
+            tree = expand_in_lists(tree)
+        return self.sql(tree.sql(dialect="postgres"))
 
 
 class Selector:
@@ -83,7 +123,7 @@ class Selector:
             if isinstance(tree, exp.Select):
                 self._limit(tree)
             try:
-                result = self.frames.sql(tree.sql(dialect="postgres"))
+                result = self.frames.query(tree)
             except Exception as e:
                 msg = str(e).strip()
                 low = msg.lower()

@@ -27,6 +27,7 @@ import attrs
 from starlette.websockets import WebSocket
 
 from ._live import LiveHub, Subscription, hub_for, table_fields
+from ._live_filter import FilterError
 from ._types import LiveEngine, Principal
 
 try:  # written by the engine's author; every fault is off when it is missing
@@ -210,6 +211,12 @@ class _Connection:
                 self.close(1000, "Heartbeat timeout")
                 return
 
+    def forget(self, sub: Subscription) -> None:
+        """The server ended ``sub`` (its error is sent): unregister it and free its id."""
+        if self.subs.get(sub.id) is sub:
+            del self.subs[sub.id]
+        self.hub.unregister(sub)
+
     def drop_all(self) -> None:
         for sub in self.subs.values():
             self.hub.unregister(sub)
@@ -383,7 +390,14 @@ async def _subscribe(conn: _Connection, engine: LiveEngine, request: dict[str, A
     if previous is not None:  # KalamDB replaces a subscription registered again under the same id
         conn.hub.unregister(previous)
     fields = table_fields(engine, plan)
-    sub = Subscription(sub_id, conn, plan, user_id, options, batch_size, fields, loading=options is not None)
+    try:
+        sub = Subscription(
+            sub_id, conn, plan, user_id, options, batch_size, fields, loading=options is not None
+        )
+    except FilterError as exc:  # a WHERE the live filter cannot evaluate is refused, never half-served
+        conn.error(sub_id, exc.code, str(exc))
+        return
+    sub.on_stop = conn.forget
     conn.hub.register(sub)
     conn.subs[sub_id] = sub
     if options is None:

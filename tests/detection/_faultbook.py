@@ -27,6 +27,7 @@ from kalammodel.runner import Runner
 from kalammodel.targets import ActorPool, EmbeddedTarget
 
 ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
 
 #: A running flush of the embedded server takes this long, so that a read can land inside it (a real
 #: KalamDB flush of a non-trivial table takes at least as long). Only flush_read_gap needs the window.
@@ -49,6 +50,8 @@ class FaultCase:
     step_count: int = 40
     server_args: tuple[str, ...] = ()
     live: bool = False
+    #: the hunt's workload: a name in tests/detection/ or models/ (None: default, as tests/test_stateful.py)
+    workload: str | None = None
 
     @property
     def minimal_length(self) -> int:
@@ -211,6 +214,45 @@ CASES: dict[str, FaultCase] = {
             seed=7,
             more_seeds=(5, 6, 8, 9, 10, 11),
         ),
+        # -- KalamDB's own behaviour the embedded server used to copy (issue 14) ---------------------------
+        FaultCase(
+            "live_filter_silent_skip",
+            "live_query",
+            (
+                "create table t0",
+                "subscribe(t0, WHERE c IN (...))",
+                "insert(t0, a row the filter admits)   <- the change never arrives",
+            ),
+            live=True,
+            seed=0,
+            more_seeds=(1,),
+        ),
+        FaultCase(
+            "live_buffer_drops_oldest",
+            "live_query",
+            (
+                "create table t0",
+                "insert(t0, 2 rows)",
+                "subscribe(t0, batch_size=1)",
+                "insert(t0, 3 rows)",
+                "next_batch   <- the oldest buffered change never arrives",
+            ),
+            live=True,
+            seed=0,
+            workload="burst",  # large inserts while multi-batch snapshots load
+        ),
+        FaultCase(
+            "in_lists_folded_false",
+            "outcome",
+            (
+                "create table t0 (id PK, c nullable)",
+                "insert(t0, c NULL)",
+                "select(t0, WHERE NOT (c IN (a) AND c IN (b)))   <- the NULL row is returned",
+            ),
+            seed=3,
+            more_seeds=(1,),
+            workload="predicates",
+        ),
     )
 }
 
@@ -344,10 +386,13 @@ def hunt(
     not Hypothesis's shrinker, which spends minutes per fault against a server.
     """
     runner = _TimedRunner(server.target, server.pool, **runner_extensions())
+    workload = server.workload
+    if case.workload is not None:
+        workload = load_workload(case.workload, search_dirs=(HERE, ROOT / "models"))
     with pinned_constants():
         failure = run_machine(
             runner,
-            server.workload,
+            workload,
             settings=detection_settings(case, max_examples=max_examples),
             seed=case.seed if seed is None else seed,
             shrink=shrink,

@@ -150,6 +150,22 @@ def test_finds_from_seq_replays():
     _detect("from_seq_replays")
 
 
+def test_finds_live_filter_silent_skip():
+    """A filter acknowledged and then skipping the changes it admits (KalamDB's IN/BETWEEN) is a live-query
+    failure: generation draws live filters from the full predicate grammar."""
+    _detect("live_filter_silent_skip")
+
+
+def test_finds_live_buffer_drops_oldest():
+    """Changes buffered during a snapshot dropped in silence (KalamDB's bounded buffer) is a live-query failure."""
+    _detect("live_buffer_drops_oldest")
+
+
+def test_finds_in_lists_folded_false():
+    """Two IN lists on one column folded to FALSE for a NULL (finding 12) return a wrong row set."""
+    _detect("in_lists_folded_false")
+
+
 @pytest.mark.parametrize("fault", ["flush_keeps_hot", "execute_as_wrong_partition"])
 def test_same_seed_passes_without_the_fault(fault):
     """The seed and budget that find a fault find nothing on a server without it (no false alarm)."""

@@ -1,33 +1,48 @@
-"""The pure live-query model: filter subset, options on the wire, change matching."""
+"""The pure live-query model: filters by three-valued logic, options on the wire, change matching."""
 
 from __future__ import annotations
 
 from kalammodel.model import (
+    Between,
     Cmp,
     Column,
     ColumnType,
+    In,
     IsNull,
-    Like,
     LiveModel,
     LiveOptions,
     Model,
     Not,
+    Or,
     Role,
     TableSpec,
-    live_filter_supported,
 )
 
 B, T = ColumnType.BIGINT, ColumnType.TEXT
-NOT_NULL = {"id": B, "n": B, "s": T}
 
 
-def test_filter_subset():
-    """Only comparisons on NOT NULL columns that both evaluators agree on are accepted."""
-    assert live_filter_supported(Not(Cmp("n", B, "<", 3)), NOT_NULL)
-    assert live_filter_supported(Like("s", "a%"), NOT_NULL)
-    assert not live_filter_supported(Cmp("s", T, "<", "a"), NOT_NULL)
-    assert not live_filter_supported(IsNull("n", B), NOT_NULL)
-    assert not live_filter_supported(Cmp("x", B, "=", 1), NOT_NULL)
+def test_filters_on_nullable_columns_admit_by_three_valued_logic():
+    """Any predicate of the query grammar is a live filter, on nullable columns too (no subset): a change is
+    expected exactly when the filter is TRUE on the new row, never when it is UNKNOWN."""
+    model = Model(actors={"root": Role.SYSTEM, "u1": Role.USER})
+    cols = (Column("id", B, nullable=False, primary_key=True), Column("n", B, nullable=True))
+    model.create_table("u1", TableSpec("t", "USER", cols))
+    live = LiveModel()
+    filters = {
+        "s1": Or([IsNull("n", B), In("n", B, (1, 2))]),
+        "s2": Not(In("n", B, (1, 2))),
+        "s3": Not(Between("n", B, 0, 3)),
+    }
+    subs = {}
+    for sub_id, where in filters.items():
+        sub, refusal = live.subscribe(model, sub_id, "u1", "t", None, where, LiveOptions(snapshot=False))
+        assert refusal is None and sub is not None
+        subs[sub_id] = sub
+    mark = live.begin_step(model)
+    model.insert("u1", "t", ["id", "n"], [B, B], [(1, None), (2, 1), (3, 5)])
+    live.end_step(model, mark, 0)
+    expected = {sub_id: sorted(c.key for c in sub.expected) for sub_id, sub in subs.items()}
+    assert expected == {"s1": [1, 2], "s2": [3], "s3": [3]}
 
 
 def test_options_on_the_wire():

@@ -1,4 +1,8 @@
-"""The live-query filter (`_live_filter.matches`) and the WebSocket cell encoding (PROTOCOL.md §10.5, §2.4)."""
+"""The live-query filter (`_live_filter`) and the WebSocket cell encoding (PROTOCOL.md §10.5, §2.4).
+
+The filter evaluates the WHERE grammar of the SELECT path by SQL three-valued logic, and refuses at compile
+(subscribe) time what it cannot evaluate; the property test checks it against the model's evaluator, an
+independent implementation, on random predicates in random SQL styles over rows with NULLs."""
 
 from __future__ import annotations
 
@@ -9,15 +13,18 @@ import pytest
 import sqlglot
 
 from kalammodel.server._live import encode_cell
-from kalammodel.server._live_filter import FilterError, matches
+from kalammodel.server._live_filter import FilterError, compile_filter, matches
 
 pytestmark = pytest.mark.embedded_only(reason="unit tests of the embedded live filter")
 
 ROW = {"id": 7, "title": "Hello World", "done": False, "score": 2.5, "owner": "alice", "note": None}
 
 
+TYPES = {"id": "BigInt", "title": "Text", "done": "Boolean", "score": "Double", "owner": "Text", "note": "Text"}
+
+
 def where(sql_where: str) -> Any:
-    return sqlglot.parse_one(f"SELECT * FROM ns.t WHERE {sql_where}").args["where"].this
+    return sqlglot.parse_one(f"SELECT * FROM ns.t WHERE {sql_where}", read="postgres").args["where"].this
 
 
 @pytest.mark.parametrize(
@@ -41,7 +48,19 @@ def where(sql_where: str) -> Any:
         ("note IS NOT NULL", False),
         ("owner = CURRENT_USER()", True),
         ("score = -2.5 OR id = 7", True),
-        ("id = '7'", False),
+        ("id = '7'", True),  # the literal takes the column's type, as in SQL (KalamDB's evaluator: false)
+        ("'7' = id", True),
+        ("8 > id", True),
+        ("id IN (1, 7)", True),
+        ("id NOT IN (1, 7)", False),
+        ("id BETWEEN 1 AND 9", True),
+        ("id NOT BETWEEN 7 AND 9", False),
+        ("id IS NOT DISTINCT FROM 7", True),
+        ("note IS DISTINCT FROM NULL", False),
+        ("done IS FALSE", True),
+        ("done IS NOT TRUE", True),
+        ("title LIKE 'Hello\\_World'", False),
+        ("NOT (NOT (id = 7 OR note = 'x'))", True),
         ("title > 'A' AND title < 'Z'", True),
     ],
 )
@@ -62,12 +81,59 @@ def test_or_with_unknown_side_can_still_match() -> None:
 
 
 @pytest.mark.parametrize(
-    "clause", ["missing = 1", "id IN (1, 7)", "id BETWEEN 1 AND 9", "UPPER(title) = 'X'"]
+    ("clause", "code"),
+    [
+        ("missing = 1", "INVALID_SQL"),
+        ("UPPER(title) = 'X'", "UNSUPPORTED"),
+        ("id + 1 = 8", "UNSUPPORTED"),
+        ("id IN (SELECT 1)", "UNSUPPORTED"),
+        ("title = 7", "INVALID_SQL"),
+        ("id", "INVALID_SQL"),
+        ("id = 'seven'", "INVALID_SQL"),
+    ],
 )
-def test_unsupported_filters_raise(clause: str) -> None:
-    """Unknown columns and operators KalamDB's live evaluator lacks raise FilterError."""
-    with pytest.raises(FilterError):
-        matches(where(clause), ROW, "alice")
+def test_what_cannot_be_evaluated_is_refused_when_compiled(clause: str, code: str) -> None:
+    """Unknown columns, functions, arithmetic, subqueries and mismatched kinds are refused at subscribe time."""
+    with pytest.raises(FilterError) as info:
+        compile_filter(where(clause), TYPES, "alice")
+    assert info.value.code == code, info.value
+
+
+def test_a_row_without_a_filtered_column_raises_at_evaluation() -> None:
+    """A column dropped after the subscription started: evaluation raises, so the client can be told."""
+    compiled = compile_filter(where("note IS NULL"), TYPES, "alice")
+    with pytest.raises(FilterError, match="no longer has"):
+        compiled.matches({"id": 1})
+    retyped = compile_filter(where("id = 7"), TYPES, "alice")
+    with pytest.raises(FilterError, match="type changed"):
+        retyped.matches({**ROW, "id": "seven"})
+
+
+def test_kalamdb_subset_fails_only_when_evaluated() -> None:
+    """The planted fault's evaluator compiles IN / BETWEEN but cannot evaluate them (KalamDB's evaluator)."""
+    compiled = compile_filter(where("id IN (7) OR id BETWEEN 1 AND 2"), TYPES, "alice", kalamdb_subset=True)
+    with pytest.raises(FilterError, match="unsupported expression"):
+        compiled.matches(ROW)
+    assert compile_filter(where("id = 7"), TYPES, "alice", kalamdb_subset=True).matches(ROW)
+
+
+def test_timestamps_compare_with_string_literals() -> None:
+    """A TIMESTAMP column (µs) compares with a timestamp literal as a timestamp, on either side."""
+    types = {"ts": "Timestamp"}
+    row = {"ts": 1_700_000_000_000_000}  # 2023-11-14 22:13:20 UTC
+    assert matches(where("ts = '2023-11-14 22:13:20.000000'"), row, "u", types)
+    assert matches(where("'2023-11-14 22:13:21' > ts"), row, "u", types)
+    assert matches(where("ts BETWEEN '2023-11-14' AND TIMESTAMP '2023-11-15 00:00:00'"), row, "u", types)
+    assert not matches(where("ts IN ('2023-11-14 22:13:21')"), row, "u", types)
+
+
+def test_finding_12_is_unknown_for_null() -> None:
+    """`c IN (a) AND c IN (b)` is UNKNOWN for a NULL c, so its negation does not match (finding 12)."""
+    types = {"c0": "Timestamp"}
+    clause = (
+        "NOT (c0 = '2023-11-14 22:13:20' AND (c0 IN ('2023-11-14 22:13:20') AND c0 IN ('2023-11-14 22:13:21')))"
+    )
+    assert compile_filter(where(clause), types, "u").truth({"c0": None}) is None
 
 
 def test_no_where_matches_everything() -> None:
