@@ -171,6 +171,24 @@ def case_2() -> tuple[list[Step], Divergence]:
     return steps, div("soft_delete", problem(again, before, REFUSED), steps, str(again.requests("ns")[0]))
 
 
+def case_2_twin() -> tuple[list[Step], Divergence]:
+    """The planted twin's shrunk program and divergence (deleted_key_blocked_after_flush, seed 2 of
+    tests/detection/test_detection.py::test_finds_deleted_key_blocked_after_flush)."""
+    cols = (Column("id", BI, primary_key=True), Column("c0", ColumnType.DOUBLE), Column("c1", ColumnType.JSON))
+    steps: list[Step] = [
+        CreateTable("root", TableSpec(name="t0", kind="USER", columns=cols)),
+        Insert("dba", "t0", ("id",), (BI,), ((23,),)),
+        Flush("svc", "t0"),
+        Delete.by_pk("dba", "t0", "id", BI, 23),
+        Insert("dba", "t0", ("id",), (BI,), ((23,),)),
+    ]
+    message = (
+        "expected success (ExpectOk(affected=1)), got error HTTP 400 SQL_EXECUTION_ERROR: Statement 1 failed: "
+        "Primary key violation: a row with id=23 already exists in ns.t0"
+    )
+    return steps, div("soft_delete", message, steps, "[dba] INSERT INTO ns.t0 (id) VALUES (23)")
+
+
 def case_3() -> tuple[list[Step], Divergence]:
     """Finding 3 as it will surface: the STREAM row written inside BEGIN/ROLLBACK is still there."""
     steps: list[Step] = [
@@ -320,6 +338,28 @@ def case_10_last_rows() -> tuple[list[Step], Divergence]:
     return steps, div("live_query", message, steps, "[ws s1] SELECT * FROM ns.t0 options={}")
 
 
+def case_10_twin() -> tuple[list[Step], Divergence]:
+    """The planted twin's shrunk program and divergence (order_limit_resorted_by_pk, seed 0 of
+    tests/detection/test_detection.py::test_finds_order_limit_resorted_by_pk)."""
+    cols = (
+        Column("id", TX, primary_key=True),
+        Column("c0", ColumnType.JSON),
+        Column("c1", INT),
+        Column("c2", TX),
+    )
+    steps: list[Step] = [
+        CreateTable("svc", TableSpec(name="t0", kind="USER", columns=cols)),
+        Insert("user1", "t0", ("id",), (TX,), (("zz",), ("c",))),
+        Subscribe("user1", "t0", "s5", None, None, True),
+    ]
+    message = (
+        "subscription s5 (user1 on t0): snapshot rows are not in ascending _seq order: "
+        "[387328930442379265, 387328930442379264]"
+    )
+    request = "[ws s5] SELECT * FROM ns.t0 options=LiveOptions(snapshot=True, batch_size=None, last_rows=None)"
+    return steps, div("live_query", message, steps, request)
+
+
 def case_11() -> tuple[list[Step], Divergence]:
     """Finding 11: after ADD COLUMN an open subscription never gets the UPDATE's change."""
     cols = (
@@ -370,6 +410,7 @@ POSITIVE = [
     (case_1_periodic, 1, 0),
     (case_1_snapshot, 1, 1),
     (case_2, 2, 0),
+    (case_2_twin, 2, 0),
     (case_3, 3, 0),
     (case_4, 4, 0),
     (case_4_snapshot, 4, 0),
@@ -381,6 +422,7 @@ POSITIVE = [
     (case_10_select, 10, 0),
     (case_10_snapshot, 10, 1),
     (case_10_last_rows, 10, 2),
+    (case_10_twin, 10, 1),
     (case_11, 11, 0),
     (case_12, 12, 0),
 ]

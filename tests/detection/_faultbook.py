@@ -49,6 +49,8 @@ class FaultCase:
     step_count: int = 40
     server_args: tuple[str, ...] = ()
     live: bool = False
+    #: the docs/kalamdb-findings.md number this fault twins: its divergence must match that known bug
+    finding: int | None = None
 
     @property
     def minimal_length(self) -> int:
@@ -210,6 +212,57 @@ CASES: dict[str, FaultCase] = {
             live=True,
             seed=7,
             more_seeds=(5, 6, 8, 9, 10, 11),
+        ),
+        # ------------------------------------------------------------ twins of docs/kalamdb-findings.md
+        FaultCase(
+            "deleted_key_blocked_after_flush",
+            "soft_delete",
+            (
+                "create table t0",
+                "insert(t0, id=k)",
+                "flush(t0)",
+                "delete(t0, id=k)",
+                "insert(t0, id=k)   <- refused: primary key violation",
+            ),
+            seed=0,
+            finding=2,
+        ),
+        FaultCase(
+            "order_by_unselected_uses_pk",
+            "outcome",
+            (
+                "create table t0 (id PK, c1)",
+                "insert(t0, 2 rows whose c1 order differs from their key order)",
+                "select(t0, id, ORDER BY c1)   <- rows in key order",
+            ),
+            seed=0,
+            finding=7,
+        ),
+        FaultCase(
+            "order_limit_resorted_by_pk",
+            "outcome",
+            (
+                "create table t0",
+                "insert(t0, 2 rows whose write order differs from their key order)",
+                "subscribe(t0)   <- the snapshot (ORDER BY _seq LIMIT n inside) comes in key order",
+            ),
+            live=True,
+            seed=0,
+            finding=10,
+        ),
+        FaultCase(
+            "live_update_lost_after_add_column",
+            "live_query",
+            (
+                "create table t0",
+                "insert(t0, id=k)",
+                "subscribe(t0)",
+                "alter_add(t0, c9)",
+                "update(t0, WHERE id=k)   <- no update change arrives",
+            ),
+            live=True,
+            seed=0,
+            finding=11,
         ),
     )
 }
