@@ -271,6 +271,27 @@ def case_7() -> tuple[list[Step], Divergence]:
     return steps, div("outcome", message, steps, "[user1] SELECT id FROM ns.o ORDER BY v DESC LIMIT 2")
 
 
+def case_7_twin() -> tuple[list[Step], Divergence]:
+    """The planted twin's shrunk program and divergence (order_by_unselected_uses_pk, seed 0 of
+    tests/detection/test_detection.py::test_finds_order_by_unselected_uses_pk): ORDER BY the unselected key
+    DESC comes back ascending (named hot_cold_consistency: the rows were flushed)."""
+    cols = (
+        Column("id", BI, primary_key=True),
+        Column("c0", TS),
+        Column("c1", BI),
+        Column("c2", TX, nullable=False),
+    )
+    steps: list[Step] = [
+        CreateTable("root", TableSpec(name="t0", kind="USER", columns=cols)),
+        Insert("root", "t0", ("id", "c2"), (BI, TX), ((10, " _"), (26, "bbBa"), (18, ""), (27, "aBB")), "user1"),
+        Flush("dba", "t0"),
+        Select("root", "t0", ("c2",), None, (("id", True),), None, None, "user1"),
+    ]
+    message = "row order differs at #0: expected ('aBB'), got (' _')"
+    request = "[root as user1] EXECUTE AS USER 'user1' (SELECT c2 FROM ns.t0 ORDER BY id DESC)"
+    return steps, div("hot_cold_consistency", message, steps, request)
+
+
 STREAM_NO_PK = (Column("id", TX), Column("kind", TX))
 STREAM_PK = (Column("id", TX, primary_key=True), Column("kind", TX))
 
@@ -417,6 +438,7 @@ POSITIVE = [
     (case_5, 5, 0),
     (case_6, 6, 0),
     (case_7, 7, 0),
+    (case_7_twin, 7, 1),
     (case_8, 8, 0),
     (case_9, 9, 0),
     (case_10_select, 10, 0),
@@ -491,6 +513,14 @@ def neg_order_by_key() -> tuple[list[Step], Divergence]:
         Select("user1", "t0", None, None, (("id", True),), 2),
     ]
     return steps, div("outcome", "rows not sorted by id DESC: #0 (1, 'a') before #1 (2, 'b')", steps)
+
+
+def neg_unselected_key_ascending() -> tuple[list[Step], Divergence]:
+    """Rows out of order under ORDER BY the unselected primary key ascending: the default PK order is that
+    order, so it is not finding 7."""
+    steps, divergence = case_7_twin()
+    steps = [*steps[:-1], Select("root", "t0", ("c2",), None, (("id", False),), None, None, "user1")]
+    return steps, divergence
 
 
 def neg_drop_without_readd() -> tuple[list[Step], Divergence]:
@@ -573,6 +603,7 @@ NEGATIVE = [
     neg_refused_key_never_flushed,
     neg_refused_other_key,
     neg_order_by_key,
+    neg_unselected_key_ascending,
     neg_drop_without_readd,
     neg_readded_column_never_written,
     neg_stream_delete_with_key_none_deleted,

@@ -47,7 +47,7 @@ def read(m: KalamStateMachine, table: str, data: st.DataObject, op: str) -> None
         # half the time under a projection, a column it leaves out: ORDER BY an unselected column is where
         # KalamDB's default ordering took over (docs/kalamdb-findings.md 7)
         hidden = [n for n in orderable if projection is not None and n not in projection]
-        if hidden and data.draw(st.booleans(), label="order by an unselected column?"):
+        if len(hidden) > 0 and data.draw(st.booleans(), label="order by an unselected column?"):
             orderable = hidden
         order_by = (
             (

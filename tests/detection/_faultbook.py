@@ -3,7 +3,8 @@
 For every fault of ``kalammodel.server._faults.FAULTS`` that is a detection target, :data:`CASES` records the
 invariant a correct attribution names, the known minimal program (one line per step, in ``describe()`` words)
 and the budget of the detection test. :func:`hunt` runs the stateful machine exactly as
-``tests/test_stateful.py`` does (default workload, :func:`kalammodel.generation.run_machine`) against an embedded
+``tests/test_stateful.py`` does (the case's workload, default unless it names one;
+:func:`kalammodel.generation.run_machine`) against an embedded
 server with that one fault switched on, and times the first divergence and the shrinking.
 
 Shared by ``tests/detection/`` and ``benchmarks/detection.py``.
@@ -51,6 +52,8 @@ class FaultCase:
     live: bool = False
     #: the docs/kalamdb-findings.md number this fault twins: its divergence must match that known bug
     finding: int | None = None
+    #: the workload the hunt runs (models/<name>.toml); one that leans on the fault's shape keeps it short
+    workload: str = "default"
 
     @property
     def minimal_length(self) -> int:
@@ -286,8 +289,8 @@ def detection_settings(case: FaultCase, *, max_examples: int | None = None) -> s
     )
 
 
-def default_workload() -> Workload:
-    return load_workload("default", search_dirs=(ROOT / "models",))
+def default_workload(name: str = "default") -> Workload:
+    return load_workload(name, search_dirs=(ROOT / "models",))
 
 
 @attrs.define
@@ -300,9 +303,11 @@ class Server:
 
 
 @contextmanager
-def embedded(faults: tuple[str, ...] = (), server_args: tuple[str, ...] = ()) -> Iterator[Server]:
+def embedded(
+    faults: tuple[str, ...] = (), server_args: tuple[str, ...] = (), workload_name: str = "default"
+) -> Iterator[Server]:
     """Start an embedded server with ``faults`` on; stop it and remove its data afterwards."""
-    workload = default_workload()
+    workload = default_workload(workload_name)
     target = EmbeddedTarget(faults, extra_args=server_args)
     try:
         target.start()

@@ -37,7 +37,7 @@ assert live_checks_available(), "the live-query extension is part of kalammodel"
 def _detect(fault: str, shrink: str = "steps") -> Hunt:
     case: FaultCase = CASES[fault]
     seeds = (case.seed, *case.more_seeds)
-    with embedded((fault,), case.server_args) as server:
+    with embedded((fault,), case.server_args, case.workload) as server:
         for seed in seeds:
             result = hunt(server, case, seed=seed, shrink=shrink)
             if result.failure is not None:
