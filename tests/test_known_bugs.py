@@ -292,6 +292,27 @@ def case_7_twin() -> tuple[list[Step], Divergence]:
     return steps, div("hot_cold_consistency", message, steps, request)
 
 
+def case_7_detected() -> tuple[list[Step], Divergence]:
+    """The detection test's divergence (order_by_unselected_uses_pk, dashboards workload, seed 0): ORDER BY the
+    unselected c1 DESC comes back in key order."""
+    cols = (
+        Column("id", BI, primary_key=True),
+        Column("c0", INT),
+        Column("c1", BI, nullable=False),
+        Column("c2", BI),
+        Column("c3", INT),
+        Column("c4", TS),
+    )
+    rows = ((9, 1087992, 1), (10, None, 20), (26, None, 120), (14, 5, 14))
+    steps: list[Step] = [
+        CreateTable("dba", TableSpec(name="t1", kind="SHARED", columns=cols, access_level="DBA")),
+        Insert("root", "t1", ("id", "c0", "c1"), (BI, INT, BI), rows),
+        Select("root", "t1", ("c0", "c3"), None, (("c1", True),)),
+    ]
+    message = "row order differs at #0: expected (None, None), got (1087992, None)"
+    return steps, div("outcome", message, steps, "[root] SELECT c0, c3 FROM ns.t1 ORDER BY c1 DESC")
+
+
 STREAM_NO_PK = (Column("id", TX), Column("kind", TX))
 STREAM_PK = (Column("id", TX, primary_key=True), Column("kind", TX))
 
@@ -439,6 +460,7 @@ POSITIVE = [
     (case_6, 6, 0),
     (case_7, 7, 0),
     (case_7_twin, 7, 1),
+    (case_7_detected, 7, 0),
     (case_8, 8, 0),
     (case_9, 9, 0),
     (case_10_select, 10, 0),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -16,6 +17,7 @@ from kalammodel.steps import (
     Insert,
     Restart,
     Select,
+    StreamInsert,
     Update,
     step_from_data,
     step_to_data,
@@ -90,3 +92,31 @@ def test_only_targets_owning_their_process_can_restart() -> None:
     """Embedded targets can restart; a remote URL cannot (the machine never draws the step then)."""
     assert can_restart(EmbeddedTarget(()))
     assert not can_restart(RemoteTarget("http://127.0.0.1:1", "pw"))
+
+
+class _SlowRestart:
+    """The clean embedded target whose restart takes ``delay`` seconds longer (a loaded machine)."""
+
+    def __init__(self, target: EmbeddedTarget, delay: float):
+        self.target, self.delay = target, delay
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.target, name)
+
+    def restart(self, hard: bool = False) -> None:
+        time.sleep(self.delay)  # the slowness itself is what is tested: nothing to await
+        self.target.restart(hard=hard)
+
+
+def test_stream_rows_expiring_during_a_slow_restart_are_no_false_alarm(clean: Runner) -> None:
+    """A STREAM row whose TTL runs out while the server restarts is gone afterwards, and the model knows it:
+    the clock is read again after the restart (it was read before it, and the row expected still there)."""
+    stream = (Column("id", ColumnType.TEXT, primary_key=True), Column("v", ColumnType.TEXT))
+    program = [
+        CreateTable("dba", TableSpec(name="s0", kind="STREAM", columns=stream, ttl_seconds=3)),
+        StreamInsert("user1", "s0", ("id", "v"), (ColumnType.TEXT, ColumnType.TEXT), (("k", "x"),)),
+        Restart(hard=True),
+    ]
+    slow = Runner(_SlowRestart(clean.target, 5.0), clean.pool)  # type: ignore[arg-type]
+    result = slow.run_steps(program)
+    assert result.ok, result.divergence or result.error

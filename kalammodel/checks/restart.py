@@ -85,6 +85,8 @@ class RestartExtension(Extension):
                 namespace=session.ns,
             ) from exc
         session.pool.relogin()
+        # the restart took time: STREAM rows may have expired meanwhile (a stale clock expects them still)
+        session.model.clock = session.runner.clock()
         session.transcript_note(f"restarted the server ({'SIGKILL' if step.hard else 'clean stop'})")
         for ext in session.extensions:
             ext.after_restart(session)

@@ -227,7 +227,8 @@ CASES: dict[str, FaultCase] = {
                 "delete(t0, id=k)",
                 "insert(t0, id=k)   <- refused: primary key violation",
             ),
-            seed=0,
+            seed=2,
+            more_seeds=(3,),
             finding=2,
         ),
         FaultCase(
@@ -240,6 +241,7 @@ CASES: dict[str, FaultCase] = {
             ),
             seed=0,
             finding=7,
+            workload="dashboards",  # reads of wide tables: the default mix needs ~100 examples
         ),
         FaultCase(
             "order_limit_resorted_by_pk",
