@@ -423,6 +423,25 @@ def case_11() -> tuple[list[Step], Divergence]:
     return steps, div("live_query", message, steps, "[ws s1] SELECT * FROM ns.t0 WHERE c0 >= -2 options={}")
 
 
+def case_11_twin() -> tuple[list[Step], Divergence]:
+    """The planted twin's shrunk program and divergence (live_update_lost_after_add_column, ddl_while_active
+    workload, seed 1, with the live model that predicts subscriptions across ALTER TABLE)."""
+    cols = (Column("id", INT, primary_key=True), Column("c0", ColumnType.BOOLEAN), Column("c1", TX, nullable=False))
+    steps: list[Step] = [
+        CreateTable("svc", TableSpec(name="t0", kind="SHARED", columns=cols, access_level="PUBLIC")),
+        Subscribe("root", "t0", "s1", None, None, True, 3),
+        Insert("root", "t0", ("id", "c1"), (INT, TX), ((13, "c "),)),
+        AlterAddColumn("dba", "t0", Column("a5", TX)),
+        Update.by_pk("root", "t0", "id", INT, 13, (("a5", TX, "A"),)),
+    ]
+    message = (
+        "subscription s1 (root on t0): expected change(s) did not arrive within 5 s: "
+        "['update of key 13 (write #3, step #4)']"
+    )
+    request = "[ws s1] SELECT * FROM ns.t0 options=LiveOptions(snapshot=True, batch_size=3, last_rows=None)"
+    return steps, div("live_query", message, steps, request)
+
+
 TS = ColumnType.TIMESTAMP
 TWO_INS = Not(
     And(
@@ -468,6 +487,7 @@ POSITIVE = [
     (case_10_last_rows, 10, 2),
     (case_10_twin, 10, 1),
     (case_11, 11, 0),
+    (case_11_twin, 11, 0),
     (case_12, 12, 0),
 ]
 

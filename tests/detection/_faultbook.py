@@ -260,14 +260,15 @@ CASES: dict[str, FaultCase] = {
             "live_query",
             (
                 "create table t0",
-                "insert(t0, id=k)",
                 "subscribe(t0)",
-                "alter_add(t0, c9)",
+                "insert(t0, id=k)",
+                "alter_add(t0, a5)",
                 "update(t0, WHERE id=k)   <- no update change arrives",
             ),
             live=True,
-            seed=0,
+            seed=1,  # seed 0 ends in another live_query divergence (an insert) on w-live's model: not this fault
             finding=11,
+            workload="ddl_while_active",
         ),
     )
 }
