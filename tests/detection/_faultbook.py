@@ -245,7 +245,7 @@ CASES: dict[str, FaultCase] = {
         ),
         FaultCase(
             "order_limit_resorted_by_pk",
-            "outcome",
+            "live_query",
             (
                 "create table t0",
                 "insert(t0, 2 rows whose write order differs from their key order)",

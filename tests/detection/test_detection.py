@@ -1,5 +1,7 @@
-"""Planted defects: the stateful machine (default workload, as in tests/test_stateful.py) must find each one,
-name the right invariant, and shrink it to at most its known minimal program + 2 steps.
+"""Planted defects: the stateful machine (default workload, as in tests/test_stateful.py, unless the case names
+one that leans on its shape) must find each one, name the right invariant, and shrink it to at most its known
+minimal program + 2 steps. A twin of a real KalamDB finding (``FaultCase.finding``) must also be matched as
+that finding by the known-bugs registry.
 
 One embedded server per fault, a fixed seed and a fixed budget (``_faultbook.CASES``); failures are minimised
 with the step reducer (``--kalammodel-shrink=steps``), except flush_keeps_hot, which goes through Hypothesis's
@@ -170,8 +172,9 @@ def test_finds_order_by_unselected_uses_pk():
 
 
 def test_finds_order_limit_resorted_by_pk():
-    """Finding 10's twin: ORDER BY a non-key column with LIMIT comes back in key order, matched as known
-    bug 10."""
+    """Finding 10's twin: ORDER BY a non-key column with LIMIT comes back in key order, and so do the live
+    snapshot's batches (ORDER BY _seq LIMIT n inside); the snapshot is what the hunt meets first
+    (live_query: rows not in _seq order), matched as known bug 10."""
     _detect("order_limit_resorted_by_pk")
 
 
