@@ -146,8 +146,9 @@ CASES: dict[str, FaultCase] = {
                 "alter_drop(t0, c1)",
                 "alter_add(t0, c1)   <- full read shows v in the new c1",
             ),
-            seed=3,
-            more_seeds=(2, 1),  # seed 0 finds it as stream_ttl (a STREAM table): not yet diagnosed
+            seed=0,
+            more_seeds=(1,),
+            workload="ddl_while_active",  # on the default mix seeds 3 and 2 no longer find it in 100 examples
         ),
         FaultCase(
             "stream_never_expires",
