@@ -172,6 +172,24 @@ def case_2() -> tuple[list[Step], Divergence]:
     return steps, div("soft_delete", problem(again, before, REFUSED), steps, str(again.requests("ns")[0]))
 
 
+def case_2_twin() -> tuple[list[Step], Divergence]:
+    """The planted twin's shrunk program and divergence (deleted_key_blocked_after_flush, seed 2 of
+    tests/detection/test_detection.py::test_finds_deleted_key_blocked_after_flush)."""
+    cols = (Column("id", BI, primary_key=True), Column("c0", ColumnType.DOUBLE), Column("c1", ColumnType.JSON))
+    steps: list[Step] = [
+        CreateTable("root", TableSpec(name="t0", kind="USER", columns=cols)),
+        Insert("dba", "t0", ("id",), (BI,), ((23,),)),
+        Flush("svc", "t0"),
+        Delete.by_pk("dba", "t0", "id", BI, 23),
+        Insert("dba", "t0", ("id",), (BI,), ((23,),)),
+    ]
+    message = (
+        "expected success (ExpectOk(affected=1)), got error HTTP 400 SQL_EXECUTION_ERROR: Statement 1 failed: "
+        "Primary key violation: a row with id=23 already exists in ns.t0"
+    )
+    return steps, div("soft_delete", message, steps, "[dba] INSERT INTO ns.t0 (id) VALUES (23)")
+
+
 def case_3() -> tuple[list[Step], Divergence]:
     """Finding 3 as it will surface: the STREAM row written inside BEGIN/ROLLBACK is still there."""
     steps: list[Step] = [
@@ -284,6 +302,48 @@ def case_7() -> tuple[list[Step], Divergence]:
     return steps, div("outcome", message, steps, "[user1] SELECT id FROM ns.o ORDER BY v DESC LIMIT 2")
 
 
+def case_7_twin() -> tuple[list[Step], Divergence]:
+    """The planted twin's shrunk program and divergence (order_by_unselected_uses_pk, seed 0 of
+    tests/detection/test_detection.py::test_finds_order_by_unselected_uses_pk): ORDER BY the unselected key
+    DESC comes back ascending (named hot_cold_consistency: the rows were flushed)."""
+    cols = (
+        Column("id", BI, primary_key=True),
+        Column("c0", TS),
+        Column("c1", BI),
+        Column("c2", TX, nullable=False),
+    )
+    steps: list[Step] = [
+        CreateTable("root", TableSpec(name="t0", kind="USER", columns=cols)),
+        Insert("root", "t0", ("id", "c2"), (BI, TX), ((10, " _"), (26, "bbBa"), (18, ""), (27, "aBB")), "user1"),
+        Flush("dba", "t0"),
+        Select("root", "t0", ("c2",), None, (("id", True),), None, None, "user1"),
+    ]
+    message = "row order differs at #0: expected ('aBB'), got (' _')"
+    request = "[root as user1] EXECUTE AS USER 'user1' (SELECT c2 FROM ns.t0 ORDER BY id DESC)"
+    return steps, div("hot_cold_consistency", message, steps, request)
+
+
+def case_7_detected() -> tuple[list[Step], Divergence]:
+    """The detection test's divergence (order_by_unselected_uses_pk, dashboards workload, seed 0): ORDER BY the
+    unselected c1 DESC comes back in key order."""
+    cols = (
+        Column("id", BI, primary_key=True),
+        Column("c0", INT),
+        Column("c1", BI, nullable=False),
+        Column("c2", BI),
+        Column("c3", INT),
+        Column("c4", TS),
+    )
+    rows = ((9, 1087992, 1), (10, None, 20), (26, None, 120), (14, 5, 14))
+    steps: list[Step] = [
+        CreateTable("dba", TableSpec(name="t1", kind="SHARED", columns=cols, access_level="DBA")),
+        Insert("root", "t1", ("id", "c0", "c1"), (BI, INT, BI), rows),
+        Select("root", "t1", ("c0", "c3"), None, (("c1", True),)),
+    ]
+    message = "row order differs at #0: expected (None, None), got (1087992, None)"
+    return steps, div("outcome", message, steps, "[root] SELECT c0, c3 FROM ns.t1 ORDER BY c1 DESC")
+
+
 STREAM_NO_PK = (Column("id", TX), Column("kind", TX))
 STREAM_PK = (Column("id", TX, primary_key=True), Column("kind", TX))
 
@@ -351,6 +411,28 @@ def case_10_last_rows() -> tuple[list[Step], Divergence]:
     return steps, div("live_query", message, steps, "[ws s1] SELECT * FROM ns.t0 options={}")
 
 
+def case_10_twin() -> tuple[list[Step], Divergence]:
+    """The planted twin's shrunk program and divergence (order_limit_resorted_by_pk, seed 0 of
+    tests/detection/test_detection.py::test_finds_order_limit_resorted_by_pk)."""
+    cols = (
+        Column("id", TX, primary_key=True),
+        Column("c0", ColumnType.JSON),
+        Column("c1", INT),
+        Column("c2", TX),
+    )
+    steps: list[Step] = [
+        CreateTable("svc", TableSpec(name="t0", kind="USER", columns=cols)),
+        Insert("user1", "t0", ("id",), (TX,), (("zz",), ("c",))),
+        Subscribe("user1", "t0", "s5", None, None, True),
+    ]
+    message = (
+        "subscription s5 (user1 on t0): snapshot rows are not in ascending _seq order: "
+        "[387328930442379265, 387328930442379264]"
+    )
+    request = "[ws s5] SELECT * FROM ns.t0 options=LiveOptions(snapshot=True, batch_size=None, last_rows=None)"
+    return steps, div("live_query", message, steps, request)
+
+
 def case_11() -> tuple[list[Step], Divergence]:
     """Finding 11: after ADD COLUMN an open subscription never gets the UPDATE's change."""
     cols = (
@@ -370,6 +452,25 @@ def case_11() -> tuple[list[Step], Divergence]:
         "['update of key 1 (write #2, step #4)']"
     )
     return steps, div("live_query", message, steps, "[ws s1] SELECT * FROM ns.t0 WHERE c0 >= -2 options={}")
+
+
+def case_11_twin() -> tuple[list[Step], Divergence]:
+    """The planted twin's shrunk program and divergence (live_update_lost_after_add_column, ddl_while_active
+    workload, seed 1, with the live model that predicts subscriptions across ALTER TABLE)."""
+    cols = (Column("id", INT, primary_key=True), Column("c0", ColumnType.BOOLEAN), Column("c1", TX, nullable=False))
+    steps: list[Step] = [
+        CreateTable("svc", TableSpec(name="t0", kind="SHARED", columns=cols, access_level="PUBLIC")),
+        Subscribe("root", "t0", "s1", None, None, True, 3),
+        Insert("root", "t0", ("id", "c1"), (INT, TX), ((13, "c "),)),
+        AlterAddColumn("dba", "t0", Column("a5", TX)),
+        Update.by_pk("root", "t0", "id", INT, 13, (("a5", TX, "A"),)),
+    ]
+    message = (
+        "subscription s1 (root on t0): expected change(s) did not arrive within 5 s: "
+        "['update of key 13 (write #3, step #4)']"
+    )
+    request = "[ws s1] SELECT * FROM ns.t0 options=LiveOptions(snapshot=True, batch_size=3, last_rows=None)"
+    return steps, div("live_query", message, steps, request)
 
 
 TS = ColumnType.TIMESTAMP
@@ -428,6 +529,7 @@ POSITIVE = [
     (case_1_periodic, 1, 0),
     (case_1_snapshot, 1, 1),
     (case_2, 2, 0),
+    (case_2_twin, 2, 0),
     (case_3, 3, 0),
     (case_4, 4, 0),
     (case_4_snapshot, 4, 0),
@@ -435,12 +537,16 @@ POSITIVE = [
     (case_5, 5, 0),
     (case_6, 6, 0),
     (case_7, 7, 0),
+    (case_7_twin, 7, 1),
+    (case_7_detected, 7, 0),
     (case_8, 8, 0),
     (case_9, 9, 0),
     (case_10_select, 10, 0),
     (case_10_snapshot, 10, 1),
     (case_10_last_rows, 10, 2),
+    (case_10_twin, 10, 1),
     (case_11, 11, 0),
+    (case_11_twin, 11, 0),
     (case_12, 12, 0),
     (case_13, 13, 0),
 ]
@@ -509,6 +615,14 @@ def neg_order_by_key() -> tuple[list[Step], Divergence]:
         Select("user1", "t0", None, None, (("id", True),), 2),
     ]
     return steps, div("outcome", "rows not sorted by id DESC: #0 (1, 'a') before #1 (2, 'b')", steps)
+
+
+def neg_unselected_key_ascending() -> tuple[list[Step], Divergence]:
+    """Rows out of order under ORDER BY the unselected primary key ascending: the default PK order is that
+    order, so it is not finding 7."""
+    steps, divergence = case_7_twin()
+    steps = [*steps[:-1], Select("root", "t0", ("c2",), None, (("id", False),), None, None, "user1")]
+    return steps, divergence
 
 
 def neg_drop_without_readd() -> tuple[list[Step], Divergence]:
@@ -592,6 +706,7 @@ NEGATIVE = [
     neg_refused_key_never_flushed,
     neg_refused_other_key,
     neg_order_by_key,
+    neg_unselected_key_ascending,
     neg_drop_without_readd,
     neg_readded_column_never_written,
     neg_stream_delete_with_key_none_deleted,

@@ -116,26 +116,3 @@ def test_only_targets_owning_their_process_can_restart() -> None:
     """Embedded targets can restart; a remote URL cannot (the machine never draws the step then)."""
     assert can_restart(EmbeddedTarget(()))
     assert not can_restart(RemoteTarget("http://127.0.0.1:1", "pw"))
-
-
-def test_stream_rows_that_expire_during_a_slow_restart_are_not_lost_writes(
-    clean: Runner, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A restart slower than a STREAM table's TTL (+ slack): its rows expired meanwhile, which the model knows
-    once its clock has moved past the restart; not a durability failure (a false alarm of the fuzz runs)."""
-    ttl, slack = 3, 1.5
-    restart = clean.target.restart
-
-    def slow_restart(*, hard: bool = False) -> None:
-        time.sleep(ttl + slack + 0.5)  # the condition under test: time passing while the server is down
-        restart(hard=hard)
-
-    monkeypatch.setattr(clean.target, "restart", slow_restart)
-    stream = TableSpec(name="s0", kind="STREAM", columns=(Column("v", ColumnType.TEXT),), ttl_seconds=ttl)
-    program = [
-        CreateTable("dba", stream),
-        StreamInsert("user1", "s0", ("v",), (ColumnType.TEXT,), (("x",),)),
-        Restart(hard=True),
-    ]
-    result = clean.run_steps(program)
-    assert result.ok, result.divergence or result.error

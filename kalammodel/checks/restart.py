@@ -84,8 +84,6 @@ class RestartExtension(Extension):
                 request="restart",
                 namespace=session.ns,
             ) from exc
-        # a restart takes time: STREAM rows may expire meanwhile, so the checks below use the clock of now
-        session.model.clock = session.runner.clock()
         session.pool.relogin()
         # The restart took time, like a pause: STREAM rows may have expired meanwhile, so the model's clock moves
         # on before the comparison (else a row past its TTL reads as a lost write).

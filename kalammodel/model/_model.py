@@ -501,6 +501,9 @@ class Model(ModelCore):
                 if inside:
                     (rows if inside == end - start else maybe_rows).extend(ordered[start:end])
                 start = end
+        determined = False
+        if order_by and len(sort_keys) < len(order_by) and not maybe_rows and size_range is None:
+            rows, determined = _determined_order(rows, order_by)
         types = tuple(table.column_type(n) for n in names)
         return ExpectRows(
             columns=tuple(names),
@@ -508,6 +511,7 @@ class Model(ModelCore):
             maybe_rows=[project(r) for r in maybe_rows],
             exact_size=exact_size,
             size_range=size_range,
+            ordered=determined,
             sort_keys=tuple(sort_keys),
             types=types,
         )
@@ -801,3 +805,16 @@ class Model(ModelCore):
     ) -> str | None:
         """See :func:`kalammodel.model.compare_rows`."""
         return _compare_rows(expected, actual_columns, actual_rows)
+
+
+def _determined_order(
+    rows: list[dict[str, Any]], order_by: list[tuple[str, bool]]
+) -> tuple[list[dict[str, Any]], bool]:
+    """``rows`` sorted by ``order_by`` and whether that order is fully determined (no two rows tie).
+
+    For an ORDER BY with a key that is not projected, whose order ``sort_keys`` cannot check
+    (docs/kalamdb-findings.md #7).
+    """
+    cmp = _sort_cmp(order_by)
+    ordered = sorted(rows, key=functools.cmp_to_key(cmp))
+    return ordered, all(cmp(a, b) != 0 for a, b in zip(ordered, ordered[1:]))

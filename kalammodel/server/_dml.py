@@ -140,7 +140,9 @@ class Writer:
             vals = self._row_values(ctx, table, cols, tup)
             if pk is not None and table.kind != "STREAM":
                 key = pk_key(vals[pk.id])
-                if key in seen or self.rows.live_version(table, owner, key) is not None:
+                if key in seen or self.rows.live_version(table, owner, key) is not None or self._cold_blocks(
+                    table, owner, key
+                ):
                     raise SqlFailure(
                         f"Primary key violation: a row with {pk.name}={vals[pk.id]!r} already exists "
                         f"in {table.key}"
@@ -158,6 +160,17 @@ class Writer:
                 ChangeEvent(table.key, owner or None, "insert", self.rows.row_dict(table, v), None, v.seq),
             )
         return {"row_count": len(new), "message": f"Inserted {len(new)} row(s)"}
+
+    def _cold_blocks(self, table: Table, owner: str, key: str) -> bool:
+        """Planted finding 2: the duplicate check consults the flushed version although a newer hot tombstone
+        hides it (KalamDB's ``validate_insert_batch_rows`` then ``pk_exists_batch_in_cold``)."""
+        if not _faults.active("deleted_key_blocked_after_flush"):
+            return False
+        sc = self.rows.scopes.get((table.key, owner))
+        if sc is None:
+            return False
+        hot, cold = sc.hot.get(key), sc.cold.get(key)
+        return hot is not None and hot.deleted and cold is not None and not cold.deleted and cold.seq < hot.seq
 
     # ------------------------------------------------------------------ UPDATE / DELETE
     def _pk_match(

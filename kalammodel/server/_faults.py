@@ -27,6 +27,15 @@ FAULTS: dict[str, str] = {
     "stream_never_expires": "STREAM-table rows never expire (TTL ignored at read time)",
     "manifest_missing_file": "manifest.json lists a segment whose Parquet file is missing",
     "from_seq_replays": "a subscription with from_seq_id replays the row at from_seq_id itself",
+    # twins of docs/kalamdb-findings.md: each imitates a defect that really shipped in KalamDB 0.4.3-rc.4
+    "deleted_key_blocked_after_flush": "finding 2: a primary key deleted after a flush cannot be inserted again "
+    "(the hot tombstone does not hide the flushed version from the duplicate check)",
+    "order_by_unselected_uses_pk": "finding 7: ORDER BY a column that is not selected is overridden by the "
+    "default primary-key order",
+    "order_limit_resorted_by_pk": "finding 10: ORDER BY <non-key column> ... LIMIT is re-sorted by primary key, "
+    "and live snapshot batches (ORDER BY _seq LIMIT n inside) come in primary-key order",
+    "live_update_lost_after_add_column": "finding 11: after ALTER TABLE ADD COLUMN, a subscription opened before "
+    "it receives no UPDATE events",
     "acknowledged_writes_lost": "writes are acknowledged before they are durable: a SIGKILL loses the last ones",
     "random_flaky_select": "with probability 0.5 a SELECT drops its last row (a flaky failure)",
     # -- KalamDB's own defects the embedded server used to copy (issue 14) --------------------------------

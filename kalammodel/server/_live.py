@@ -22,8 +22,9 @@ cell cannot be encoded) or a buffer that reaches its bound while a snapshot load
 ``max_subscriptions_per_connection`` subscriptions.
 
 Faults (``_faults.py``) implemented here: ``live_cross_user``, ``snapshot_has_more_early``,
-``live_delete_missing``, ``live_filter_silent_skip``, ``live_buffer_drops_oldest``. The connection side (frames,
-auth, client messages) is ``_ws.py``.
+``live_delete_missing``, ``live_filter_silent_skip``, ``live_buffer_drops_oldest``,
+``live_update_lost_after_add_column`` and the snapshot half of ``order_limit_resorted_by_pk``. The connection
+side (frames, auth, client messages) is ``_ws.py``.
 """
 
 from __future__ import annotations
@@ -286,6 +287,9 @@ class Subscription:
         kind = event.change_type
         if kind == "delete" and _fault_active("live_delete_missing"):
             return None
+        if kind == "update" and _fault_active("live_update_lost_after_add_column"):
+            if any(k not in self.types for k in event.new_row if not k.startswith("_")):
+                return None  # finding 11: a column added after the subscription started
         base: dict[str, Any] = {"type": "change", "subscription_id": self.id, "change_type": kind}
         if kind == "delete" and self.kind == "STREAM":
             # hard delete: KalamDB sends only the storage row id, without _seq; a WHERE clause cannot be
@@ -346,15 +350,28 @@ class Subscription:
         if limit <= 0:
             return Page([], False, None)
         candidates = self.visible(rows, since, self.boundary)
-        if fetch_last:
+        pk_resort = bool(self.pk) and _fault_active("order_limit_resorted_by_pk")
+        if fetch_last and pk_resort:
+            # finding 10: ORDER BY _seq DESC LIMIT last_rows + 1 comes back in key order, is truncated to
+            # last_rows (dropping the largest key, not the oldest row) and reversed (initial_data.rs)
+            chosen, has_more = self._by_pk(candidates[-(limit + 1) :])[:limit][::-1], False
+        elif fetch_last:
             chosen, has_more = candidates[-limit:], False
         else:
             chosen = candidates[:limit]
+            if pk_resort:  # finding 10: the batch comes in key order; the next one starts after its last row
+                chosen = self._by_pk(chosen)
             has_more = len(candidates) > limit
             if _fault_active("snapshot_has_more_early"):
                 has_more = len(candidates) > 2 * limit
         last_seq = int(chosen[-1]["_seq"]) if chosen else None
         return Page([self.encode_row(r) for r in chosen], has_more, last_seq)
+
+    def _by_pk(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``rows`` sorted by the primary key (the planted default ordering of finding 10)."""
+        return sorted(
+            rows, key=lambda r: tuple((r.get(k) is None, 0 if r.get(k) is None else r.get(k)) for k in self.pk)
+        )
 
     # -- delivery (event loop only) --------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from . import _faults
 from ._records import EPOCH_MS, Column, Scope, Table, now_ms, pk_key
 from ._storage import HotStore, Version, read_scope_cold
 from ._types import ChangeEvent
-from ._values import arrow_type, to_arrow_value
+from ._values import SqlFailure, arrow_type, canonical, to_arrow_value
 
 __all__ = ["Rows"]
 
@@ -77,9 +77,18 @@ class Rows:
             return v.deleted
         val = v.vals.get(c.id)
         if val is None and table.dropped and _faults.active("readd_column_old_values"):
+            # finding 4: values are matched by column name, so a dropped column's values show under a re-added
+            # name; when they do not cast to the new type, every read of the row fails
             for old_id, old_name in table.dropped.items():
                 if old_name == c.name and v.vals.get(old_id) is not None:
-                    return v.vals[old_id]
+                    old = v.vals[old_id]
+                    try:
+                        return canonical(c.data_type, old, c.name)
+                    except SqlFailure:
+                        raise SqlFailure(
+                            f"Failed to coerce column '{c.name}': Cannot cast {old!r} to value of "
+                            f"{c.data_type} type"
+                        ) from None
         return val
 
     def row_dict(self, table: Table, v: Version, deleted: bool | None = None) -> dict[str, Any]:

@@ -120,6 +120,7 @@ class Selector:
         regs: list[str] = []
         try:
             main, system = self._register(ctx, tree, regs)
+            pk_resort = self._planted_pk_order(tree, main, system)
             if isinstance(tree, exp.Select):
                 self._limit(tree)
             try:
@@ -142,7 +143,11 @@ class Selector:
                 schema.append(c.field(i))
             else:
                 schema.append({"name": f.name, "data_type": data_type_for_arrow(f.type), "index": i})
-        if (
+        if pk_resort:  # the hidden last column holds the primary key: sort by it, then drop it
+            rows.sort(key=lambda r: (r[-1] is None, r[-1] if r[-1] is not None else 0))
+            rows = [r[:-1] for r in rows]
+            schema = schema[:-1]
+        elif (
             isinstance(tree, exp.Select)
             and not tree.args.get("order")
             and main is not None
@@ -153,6 +158,36 @@ class Selector:
             j = names.index(main.pk.name)
             rows.sort(key=lambda r: (r[j] is None, r[j] if r[j] is not None else 0))
         return self.result(ctx, schema, rows)
+
+    def _planted_pk_order(self, tree: exp.Expression, main: Table | None, system: bool) -> bool:
+        """Planted findings 7 and 10: KalamDB's default ordering (``default_ordering.rs``) looks only at the
+        plan's root node, so an ORDER BY under a Projection (a sort column that is not selected) or under a
+        Limit (an explicit LIMIT) gets a primary-key sort wrapped around it. When one applies, the key is
+        appended as a hidden last column and True returned (``select`` sorts by it and drops it)."""
+        if not isinstance(tree, exp.Select) or main is None or system or main.pk is None:
+            return False
+        order = tree.args.get("order")
+        if order is None or any(tree.args.get(k) for k in ("group", "distinct", "joins", "having")):
+            return False
+        if any(True for _ in tree.find_all(exp.AggFunc)):
+            return False
+        keys = [o.this.name.lower() for o in order.expressions if isinstance(o.this, exp.Column)]
+        selected: set[str] = set()
+        for e in tree.expressions:
+            if isinstance(e, exp.Star):
+                selected.update(c.name for c in main.columns)
+            else:
+                selected.add(e.alias_or_name.lower())
+        unselected = _faults.active("order_by_unselected_uses_pk") and any(k not in selected for k in keys)
+        limited = (
+            _faults.active("order_limit_resorted_by_pk")
+            and tree.args.get("limit") is not None
+            and any(k != main.pk.name for k in keys)
+        )
+        if not (unselected or limited):
+            return False
+        tree.select(exp.alias_(exp.column(main.pk.name), "__kalam_pk"), copy=False)
+        return True
 
     def _register(self, ctx: Ctx, tree: exp.Expression, regs: list[str]) -> tuple[Table | None, bool]:
         """Replace every table of ``tree`` by a registered Arrow table (names appended to ``regs``); returns the

@@ -380,6 +380,16 @@ def orders_by_non_key_column(focus: Focus) -> bool:
 
 
 @_trigger
+def orders_by_key_descending(focus: Focus) -> bool:
+    """The step is a SELECT of the table whose ORDER BY starts with the primary key, descending."""
+    step = focus.step
+    if not _is_select(step) or not focus.on_table or not step.order_by:
+        return False
+    first, descending = step.order_by[0]
+    return descending and first == focus.program.primary_key(focus.table, focus.index)
+
+
+@_trigger
 def orders_by_unselected_column(focus: Focus) -> bool:
     """The step is a SELECT of the table that orders by a column its projection does not select."""
     step = focus.step

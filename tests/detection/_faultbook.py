@@ -3,7 +3,8 @@
 For every fault of ``kalammodel.server._faults.FAULTS`` that is a detection target, :data:`CASES` records the
 invariant a correct attribution names, the known minimal program (one line per step, in ``describe()`` words)
 and the budget of the detection test. :func:`hunt` runs the stateful machine exactly as
-``tests/test_stateful.py`` does (default workload, :func:`kalammodel.generation.run_machine`) against an embedded
+``tests/test_stateful.py`` does (the case's workload, default unless it names one;
+:func:`kalammodel.generation.run_machine`) against an embedded
 server with that one fault switched on, and times the first divergence and the shrinking.
 
 Shared by ``tests/detection/`` and ``benchmarks/detection.py``.
@@ -50,6 +51,8 @@ class FaultCase:
     step_count: int = 40
     server_args: tuple[str, ...] = ()
     live: bool = False
+    #: the docs/kalamdb-findings.md number this fault twins: its divergence must match that known bug
+    finding: int | None = None
     #: the hunt's workload: a name in tests/detection/ or models/ (None: default, as tests/test_stateful.py)
     workload: str | None = None
 
@@ -144,8 +147,9 @@ CASES: dict[str, FaultCase] = {
                 "alter_drop(t0, c1)",
                 "alter_add(t0, c1)   <- full read shows v in the new c1",
             ),
-            seed=3,
-            more_seeds=(2, 1),  # seed 0 finds it as stream_ttl (a STREAM table): not yet diagnosed
+            seed=0,
+            more_seeds=(1,),
+            workload="ddl_while_active",  # on the default mix seeds 3 and 2 no longer find it in 100 examples
         ),
         FaultCase(
             "stream_never_expires",
@@ -253,6 +257,60 @@ CASES: dict[str, FaultCase] = {
             more_seeds=(1,),
             workload="predicates",
         ),
+        # ------------------------------------------------------------ twins of docs/kalamdb-findings.md
+        FaultCase(
+            "deleted_key_blocked_after_flush",
+            "soft_delete",
+            (
+                "create table t0",
+                "insert(t0, id=k)",
+                "flush(t0)",
+                "delete(t0, id=k)",
+                "insert(t0, id=k)   <- refused: primary key violation",
+            ),
+            seed=2,
+            more_seeds=(3,),
+            finding=2,
+        ),
+        FaultCase(
+            "order_by_unselected_uses_pk",
+            "outcome",
+            (
+                "create table t0 (id PK, c1)",
+                "insert(t0, 2 rows whose c1 order differs from their key order)",
+                "select(t0, id, ORDER BY c1)   <- rows in key order",
+            ),
+            seed=0,
+            finding=7,
+            workload="dashboards",  # reads of wide tables: the default mix needs ~100 examples
+        ),
+        FaultCase(
+            "order_limit_resorted_by_pk",
+            "live_query",
+            (
+                "create table t0",
+                "insert(t0, 2 rows whose write order differs from their key order)",
+                "subscribe(t0)   <- the snapshot (ORDER BY _seq LIMIT n inside) comes in key order",
+            ),
+            live=True,
+            seed=0,
+            finding=10,
+        ),
+        FaultCase(
+            "live_update_lost_after_add_column",
+            "live_query",
+            (
+                "create table t0",
+                "subscribe(t0)",
+                "insert(t0, id=k)",
+                "alter_add(t0, a5)",
+                "update(t0, WHERE id=k)   <- no update change arrives",
+            ),
+            live=True,
+            seed=1,  # seed 0 ends in another live_query divergence (an insert) on w-live's model: not this fault
+            finding=11,
+            workload="ddl_while_active",
+        ),
     )
 }
 
@@ -275,8 +333,8 @@ def detection_settings(case: FaultCase, *, max_examples: int | None = None) -> s
     )
 
 
-def default_workload() -> Workload:
-    return load_workload("default", search_dirs=(ROOT / "models",))
+def default_workload(name: str = "default") -> Workload:
+    return load_workload(name, search_dirs=(ROOT / "models",))
 
 
 @attrs.define
@@ -289,9 +347,11 @@ class Server:
 
 
 @contextmanager
-def embedded(faults: tuple[str, ...] = (), server_args: tuple[str, ...] = ()) -> Iterator[Server]:
+def embedded(
+    faults: tuple[str, ...] = (), server_args: tuple[str, ...] = (), workload_name: str = "default"
+) -> Iterator[Server]:
     """Start an embedded server with ``faults`` on; stop it and remove its data afterwards."""
-    workload = default_workload()
+    workload = default_workload(workload_name)
     target = EmbeddedTarget(faults, extra_args=server_args)
     try:
         target.start()

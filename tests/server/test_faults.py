@@ -68,14 +68,50 @@ def test_flush_keeps_hot(spawn_server):
 
 
 def test_delete_resurrects_after_flush(spawn_server):
-    """With delete_resurrects_after_flush a deleted cold row reappears after the next flush."""
+    """With delete_resurrects_after_flush a deleted cold row reappears after the next flush that writes
+    anything (finding 1); a flush of tombstones only keeps them hot, so the row stays hidden until then."""
     _, sql = _server(spawn_server, "delete_resurrects_after_flush")
-    sql("CREATE TABLE f.t (id INT PRIMARY KEY); INSERT INTO f.t (id) VALUES (1)")
+    sql("CREATE TABLE f.t (id INT PRIMARY KEY, v TEXT); INSERT INTO f.t (id, v) VALUES (1, 'a'), (2, 'b')")
     sql.flush("f.t")
     sql("DELETE FROM f.t WHERE id = 1")
-    assert sql.rows("SELECT id FROM f.t") == []
+    sql.flush("f.t")  # only the tombstone: "0 rows", it stays hot
+    assert sql.rows("SELECT id FROM f.t") == [[2]]
+    sql("UPDATE f.t SET v = 'B' WHERE id = 2")
     sql.flush("f.t")
-    assert sql.rows("SELECT id FROM f.t") == [[1]]
+    assert sql.rows("SELECT id, v FROM f.t") == [[1, "a"], [2, "B"]]
+
+
+def test_deleted_key_blocked_after_flush(spawn_server):
+    """With deleted_key_blocked_after_flush a key deleted after its flush cannot be inserted again (finding 2);
+    a key deleted before any flush can."""
+    _, sql = _server(spawn_server, "deleted_key_blocked_after_flush")
+    sql("CREATE TABLE f.g (id INT PRIMARY KEY, v TEXT); INSERT INTO f.g (id, v) VALUES (1, 'a'), (2, 'b')")
+    sql.flush("f.g")
+    sql("DELETE FROM f.g WHERE id = 1; INSERT INTO f.g (id, v) VALUES (3, 'c'); DELETE FROM f.g WHERE id = 3")
+    assert sql.rows("SELECT id FROM f.g") == [[2]]
+    refused = sql("INSERT INTO f.g (id, v) VALUES (1, 'new')", status=400)
+    assert "Primary key violation" in json.dumps(refused)
+    sql("INSERT INTO f.g (id, v) VALUES (3, 'again')")
+    assert sql.rows("SELECT id FROM f.g") == [[2], [3]]
+
+
+def test_order_by_unselected_uses_pk(spawn_server):
+    """With order_by_unselected_uses_pk an ORDER BY on a column that is not selected gives key order (finding 7);
+    ORDER BY a selected column is kept."""
+    _, sql = _server(spawn_server, "order_by_unselected_uses_pk")
+    sql("CREATE TABLE f.o (id INT PRIMARY KEY, v INT); INSERT INTO f.o (id, v) VALUES (5, 5), (1, 9), (3, 7)")
+    assert sql.rows("SELECT id FROM f.o ORDER BY v") == [[1], [3], [5]]
+    assert sql.rows("SELECT id, v FROM f.o ORDER BY v") == [[5, 5], [3, 7], [1, 9]]
+
+
+def test_order_limit_resorted_by_pk(spawn_server):
+    """With order_limit_resorted_by_pk ORDER BY a non-key column with LIMIT gives the right rows in key order
+    (finding 10); without LIMIT the order is kept."""
+    _, sql = _server(spawn_server, "order_limit_resorted_by_pk")
+    sql("CREATE TABLE f.t (id BIGINT PRIMARY KEY, v BIGINT)")
+    sql("INSERT INTO f.t (id, v) VALUES (0, 30), (2, 10), (3, 0), (1, 20)")
+    assert sql.rows("SELECT id, v FROM f.t ORDER BY v ASC LIMIT 2 OFFSET 1") == [["1", "20"], ["2", "10"]]
+    assert sql.rows("SELECT id FROM f.t ORDER BY v") == [["3"], ["2"], ["1"], ["0"]]
 
 
 def test_cold_update_lost(spawn_server):
@@ -130,6 +166,17 @@ def test_readd_column_old_values(spawn_server):
     sql("ALTER TABLE f.t DROP COLUMN s")
     sql("ALTER TABLE f.t ADD COLUMN s TEXT")
     assert sql.rows("SELECT s FROM f.t") == [["old"]]
+
+
+def test_readd_column_of_another_type_makes_the_table_unreadable(spawn_server):
+    """With readd_column_old_values, re-adding the name with a type the old values do not cast to makes every
+    read of the table fail (finding 4)."""
+    _, sql = _server(spawn_server, "readd_column_old_values")
+    sql("CREATE TABLE f.r (id INT PRIMARY KEY, s TEXT); INSERT INTO f.r (id, s) VALUES (1, 'hot')")
+    sql("ALTER TABLE f.r DROP COLUMN s")
+    sql("ALTER TABLE f.r ADD COLUMN s INT")
+    failed = sql("SELECT * FROM f.r", status=400)
+    assert "Failed to coerce column 's'" in json.dumps(failed)
 
 
 def test_stream_never_expires(spawn_server):

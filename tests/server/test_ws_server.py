@@ -219,3 +219,28 @@ def test_ws_faults_switch_on_from_the_command_line(spawn_server: Callable[..., A
         sql("INSERT INTO app.notes (id, body) VALUES (10, 'u1 only')", token=u1)
         leaked = recv(b)
     assert (leaked["change_type"], leaked["rows"][0]["body"]) == ("insert", "u1 only")
+
+
+def test_ws_finding_twins_switch_on_from_the_command_line(spawn_server: Callable[..., Any]) -> None:
+    """order_limit_resorted_by_pk sends snapshot batches in key order and the next batch starts after the last
+    row's _seq, so a row comes twice (finding 10); live_update_lost_after_add_column drops the UPDATE changes of
+    a subscription opened before an ADD COLUMN, not its inserts (finding 11)."""
+    srv = spawn_server("--fault", "order_limit_resorted_by_pk", "--fault", "live_update_lost_after_add_column")
+    sql = Sql(srv.url, login(srv.url, "root", ROOT_PASSWORD))
+    sql("CREATE NAMESPACE app")
+    sql("CREATE TABLE app.t (id BIGINT PRIMARY KEY, v BIGINT)")
+    for i in (2, 0, 3, 1):  # written out of key order
+        sql(f"INSERT INTO app.t (id, v) VALUES ({i}, {i})")
+    with live(srv.url, sql.token) as ws:
+        subscribe(ws, "s", "SELECT * FROM app.t", {"batch_size": 2})
+        batches = [recv(ws)]
+        while batches[-1]["batch_control"]["has_more"]:
+            last = batches[-1]["batch_control"]["last_seq_id"]
+            send(ws, {"type": "next_batch", "subscription_id": "s", "last_seq_id": last})
+            batches.append(recv(ws))
+        assert [[int(r["id"]) for r in b["rows"]] for b in batches] == [[0, 2], [0, 3], [1]]
+        sql("ALTER TABLE app.t ADD COLUMN w INT")
+        sql("UPDATE app.t SET v = 9 WHERE id = 1")
+        sql("INSERT INTO app.t (id, v) VALUES (7, 7)")
+        change = recv(ws)
+    assert (change["change_type"], change["rows"][0]["id"]) == ("insert", "7")  # the update never came
