@@ -232,6 +232,25 @@ def case_5() -> tuple[list[Step], Divergence]:
     return steps, div("outcome", problem(step, before, outcome), steps, str(step.requests("ns")[0]))
 
 
+def case_5_detected() -> tuple[list[Step], Divergence]:
+    """The program and divergence tests/detection finds for the twin ``omitted_not_null_invented``."""
+    columns = (
+        Column("id", INT, primary_key=True),
+        Column("c0", BI),
+        Column("c1", INT, default=1),
+        Column("c2", INT, nullable=False),
+    )
+    steps: list[Step] = [
+        CreateTable("svc", TableSpec(name="t0", kind="USER", columns=columns)),
+        Insert("dba", "t0", ("id",), (INT,), ((13,),), "user2"),
+    ]
+    message = (
+        "expected an error ExpectError(SQL_EXECUTION_ERROR HTTP 400) (NOT NULL column 'c2' gets NULL), but the "
+        "request succeeded: ok row_count=1 message='Inserted 1 row(s)'"
+    )
+    return steps, div("outcome", message, steps, "[dba] EXECUTE AS USER 'user2' (INSERT INTO ns.t0 (id) VALUES (13))")
+
+
 def case_6() -> tuple[list[Step], Divergence]:
     """Finding 6: DROP COLUMN of the primary key answers success."""
     steps: list[Step] = [create("p", columns=NUMS), AlterDropColumn("dba", "p", "id")]
@@ -374,6 +393,7 @@ POSITIVE = [
     (case_4, 4, 0),
     (case_4_snapshot, 4, 0),
     (case_5, 5, 0),
+    (case_5_detected, 5, 0),
     (case_6, 6, 0),
     (case_7, 7, 0),
     (case_8, 8, 0),

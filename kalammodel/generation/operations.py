@@ -180,6 +180,8 @@ REGISTRY: tuple[Operation, ...] = (
     Op("unsubscribe", _live.unsubscribe, _old_subs, 1),
     Op("resubscribe_from_seq", _live.resubscribe_from_seq, _resumable, 1),
     Op("restart", _actions.restart, _can_restart, 1, divisor=4),
+    # issue 14: the surface where KalamDB's defects live (docs/kalamdb-findings.md 3, 5, 6, 8, 9)
+    Op("insert_subset", _dml.insert_subset, _any_table, 2),
 )
 
 BY_NAME: dict[str, Operation] = {op.name: op for op in REGISTRY}

@@ -167,8 +167,10 @@ class Model(ModelCore):
         table = self._table(table_name)
         if table is None:
             return self._missing(table_name)
-        if column.primary_key or not column.nullable:
-            raise UsageError(f"ADD COLUMN {column.render()}: only nullable non-key columns are modelled")
+        if column.primary_key or not column.nullable or column.default is not None:
+            raise UsageError(
+                f"ADD COLUMN {column.render()}: only nullable non-key columns without DEFAULT are modelled"
+            )
         reasons: list[tuple[str, str]] = []
         if ctx.denied:
             reasons.append((PERMISSION_DENIED, f"{actor} may not EXECUTE AS {as_user!r}"))
@@ -266,6 +268,10 @@ class Model(ModelCore):
             return _error(reasons)
         ids = [table.column(c).column_id for c in columns]  # type: ignore[union-attr]
         new_rows = [{cid: v for cid, v in zip(ids, row) if v is not None} for row in rows]
+        # an omitted column stores its DEFAULT, or NULL without one (§4.1, §5.1); an explicit NULL stays NULL
+        omitted = [s for s in table.columns if s.column_id not in ids and s.column.default is not None]
+        for new in new_rows:
+            new.update((s.column_id, s.column.default) for s in omitted)
         for state in table.columns:
             if state.column.not_null and any(state.column_id not in r for r in new_rows):
                 reasons.append((SQL_EXECUTION_ERROR, f"NOT NULL column {state.column.name!r} gets NULL"))

@@ -29,6 +29,9 @@ FAULTS: dict[str, str] = {
     "from_seq_replays": "a subscription with from_seq_id replays the row at from_seq_id itself",
     "acknowledged_writes_lost": "writes are acknowledged before they are durable: a SIGKILL loses the last ones",
     "random_flaky_select": "with probability 0.5 a SELECT drops its last row (a flaky failure)",
+    # twins of docs/kalamdb-findings.md 3, 5, 6, 8, 9 (the DML/DDL surface of issue 14)
+    "omitted_not_null_invented": "an INSERT omitting a NOT NULL column without DEFAULT stores the type's zero "
+    "value instead of failing (finding 5)",
 }
 
 _active: frozenset[str] = frozenset()

@@ -211,6 +211,15 @@ CASES: dict[str, FaultCase] = {
             seed=7,
             more_seeds=(5, 6, 8, 9, 10, 11),
         ),
+        FaultCase(
+            "omitted_not_null_invented",
+            "outcome",
+            (
+                "create table t0 (id PK, c0 ... NOT NULL)",
+                "insert(t0, (id) VALUES (k))   <- expected a NOT NULL error, the row is stored",
+            ),
+            seed=2,  # 7 s; seed 1 9 s, seed 0 88 s
+        ),
     )
 }
 

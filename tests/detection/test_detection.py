@@ -157,3 +157,8 @@ def test_same_seed_passes_without_the_fault(fault):
     with embedded((), case.server_args) as server:
         result = hunt(server, case)
     assert result.failure is None, format_failure(result.failure.steps, result.failure.divergence)
+
+
+def test_finds_omitted_not_null_invented():
+    """An INSERT omitting a NOT NULL column without DEFAULT that succeeds is a wrong outcome (finding 5)."""
+    _detect("omitted_not_null_invented")
