@@ -59,7 +59,7 @@ def main() -> int:
     for name in names:
         case = CASES[name]
         hunts: list[Hunt] = []
-        with embedded((name,), case.server_args) as server:
+        with embedded((name,), case.server_args, case.workload) as server:
             for seed in range(args.seeds):
                 began = time.perf_counter()
                 try:

@@ -19,8 +19,11 @@ from kalammodel.model import (
     Column,
     ColumnType,
     In,
+    IsNotNull,
+    IsNull,
     Model,
     Not,
+    Or,
     Outcome,
     TableSpec,
     compare_outcome,
@@ -300,6 +303,32 @@ def case_9() -> tuple[list[Step], Divergence]:
     return steps, div("stream_ttl", problem(step, before, outcome), steps, str(step.requests("ns")[0]))
 
 
+def case_8_detected() -> tuple[list[Step], Divergence]:
+    """The program and divergence tests/detection finds for the twin ``stream_delete_without_pk_noop``."""
+    columns = (Column("c0", ColumnType.DOUBLE), Column("c1", ColumnType.DOUBLE, default=-45.25))
+    steps: list[Step] = [
+        CreateTable("svc", TableSpec(name="t1", kind="STREAM", columns=columns, ttl_seconds=5)),
+        StreamInsert("user1", "t1", ("c0",), (ColumnType.DOUBLE,), ((96.5,),)),
+        Delete("user1", "t1", Not(IsNull("c0", ColumnType.DOUBLE))),
+    ]
+    message = "expected 1 affected row(s), got row_count=0 ('Deleted 0 row(s)')"
+    return steps, div("stream_ttl", message, steps, "[user1] DELETE FROM ns.t1 WHERE (NOT c0 IS NULL)")
+
+
+def case_9_detected() -> tuple[list[Step], Divergence]:
+    """The program and divergence tests/detection finds for the twin ``stream_delete_counts_distinct_pks``
+    (keys 30, 29, 9, 1 and 4 inserted more than once in one statement)."""
+    columns = (Column("id", INT, primary_key=True), Column("c0", INT), Column("c3", INT, nullable=False))
+    keys = (30, 29, 27, 0, 9, 7, 3, 23, 15, 29, 4, 6, 9, 1, 30, 9, 26, 13, 16, 14, 30, 1, 4, 28)
+    steps: list[Step] = [
+        CreateTable("user2", TableSpec(name="t1", kind="STREAM", columns=columns, ttl_seconds=2)),
+        StreamInsert("root", "t1", ("id", "c3"), (INT, INT), tuple((k, i) for i, k in enumerate(keys))),
+        Delete("root", "t1", Or([And([Cmp("c3", INT, ">", -1), IsNotNull("c0", INT)]), IsNull("c0", INT)])),
+    ]
+    message = "expected 24 affected row(s), got row_count=17 ('Deleted 17 row(s)')"
+    return steps, div("stream_ttl", message, steps, "[root] DELETE FROM ns.t1 WHERE ...")
+
+
 def case_10_select() -> tuple[list[Step], Divergence]:
     """Finding 10's reproduction: ORDER BY v LIMIT 2 OFFSET 1 gives the right rows in key order."""
     steps: list[Step] = [
@@ -397,7 +426,9 @@ POSITIVE = [
     (case_6, 6, 0),
     (case_7, 7, 0),
     (case_8, 8, 0),
+    (case_8_detected, 8, 0),
     (case_9, 9, 0),
+    (case_9_detected, 9, 0),
     (case_10_select, 10, 0),
     (case_10_snapshot, 10, 1),
     (case_10_last_rows, 10, 2),

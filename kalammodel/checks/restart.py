@@ -85,6 +85,9 @@ class RestartExtension(Extension):
                 namespace=session.ns,
             ) from exc
         session.pool.relogin()
+        # The restart took real time: STREAM rows near their TTL may have expired meanwhile (a stale clock made
+        # the durability check expect them).
+        session.model.clock = session.runner.clock()
         session.transcript_note(f"restarted the server ({'SIGKILL' if step.hard else 'clean stop'})")
         for ext in session.extensions:
             ext.after_restart(session)

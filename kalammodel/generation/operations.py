@@ -182,6 +182,8 @@ REGISTRY: tuple[Operation, ...] = (
     Op("restart", _actions.restart, _can_restart, 1, divisor=4),
     # issue 14: the surface where KalamDB's defects live (docs/kalamdb-findings.md 3, 5, 6, 8, 9)
     Op("insert_subset", _dml.insert_subset, _any_table, 2),
+    Op("update_expr", _dml.update_expr, _on_table, 2),
+    Op("stream_delete", _dml.stream_delete, _on_stream, 2),
 )
 
 BY_NAME: dict[str, Operation] = {op.name: op for op in REGISTRY}

@@ -28,6 +28,7 @@ from ._expect import (
     row_key,
     unexpected_rows,
 )
+from ._exprs import EXPR_OPS, OVERFLOW, SetExpr
 from ._live import LiveChange, LiveModel, LiveOptions, LiveSub, live_filter_supported
 from ._model import Model
 from ._predicates import (
@@ -73,6 +74,7 @@ __all__ = [
     "Cmp",
     "Column",
     "ColumnType",
+    "EXPR_OPS",
     "ExpectCount",
     "ExpectError",
     "ExpectFlush",
@@ -92,12 +94,14 @@ __all__ = [
     "LiveSub",
     "Model",
     "Not",
+    "OVERFLOW",
     "Or",
     "Outcome",
     "Predicate",
     "RESERVED_COLUMNS",
     "Role",
     "SYSTEM_COLUMNS",
+    "SetExpr",
     "SqlStyle",
     "TableKind",
     "TableSpec",

@@ -44,6 +44,7 @@ from ._expect import (
 from ._expect import (
     compare_rows as _compare_rows,
 )
+from ._exprs import OVERFLOW, SetExpr
 from ._predicates import Predicate
 from ._state import (
     _BAD_QUERY,
@@ -315,20 +316,29 @@ class Model(ModelCore):
         assignments: Sequence[tuple[str, ColumnType | str, Any]],
         where: Predicate | None,
         as_user: str | None = None,
+        expressions: Sequence[SetExpr] = (),
     ) -> ExpectOk | ExpectError:
-        """``UPDATE t SET ... WHERE ...`` (PROTOCOL §5.2): count = rows whose values change."""
+        """``UPDATE t SET ... WHERE ...`` (PROTOCOL §5.2): count = rows whose values change.
+
+        ``expressions`` compute from the row (``c = c + 1``, :class:`SetExpr`); one whose result leaves the
+        column type's range for any matched row fails the statement and changes nothing.
+        """
         ctx = self._ctx(actor, as_user)
         table = self._table(table_name)
         if table is None:
             return self._missing(table_name)
-        if not assignments:
+        if not assignments and not expressions:
             raise UsageError(f"update of {table_name}: at least one assignment is needed")
+        for e in expressions:
+            state = table.column(e.column)
+            if state is not None and state.column.type is not e.type:
+                raise UsageError(f"update of {table_name}: {e.render()} on a {state.column.type.value} column")
         reasons = self._access(ctx, table, write=True)
         if table.kind is TableKind.STREAM:
             reasons.append((SQL_EXECUTION_ERROR, "UPDATE not supported for STREAM tables"))
         if where is None:
             reasons.append((_BAD_QUERY, "UPDATE requires a WHERE clause"))
-        names = [a[0] for a in assignments]
+        names = [a[0] for a in assignments] + [e.column for e in expressions]
         if len(set(names)) != len(names):
             reasons.append((_BAD_QUERY, f"SET names a column twice: {names}"))
         for name in names:
@@ -344,13 +354,22 @@ class Model(ModelCore):
         scope = self._scope(table, self._owner(table, ctx))
         assert table.pk is not None and where is not None
         matched = self._live_matching(table, scope, where)
-        new_values = {table.column(n).column_id: v for n, _, v in assignments}  # type: ignore[union-attr]
-        for cid, value in new_values.items():
+        literal = {table.column(n).column_id: v for n, _, v in assignments}  # type: ignore[union-attr]
+        for cid, value in literal.items():
             state = next(s for s in table.columns if s.column_id == cid)
             if value is None and state.column.not_null and matched:
                 return _error([(SQL_EXECUTION_ERROR, f"NOT NULL column {state.column.name!r} set to NULL")])
-        sure = unclear = 0
+        computed = {table.column(e.column).column_id: e for e in expressions}  # type: ignore[union-attr]
+        planned: list[tuple[Any, Version, dict[int, Any]]] = []
         for pk, version in matched:
+            new_values = dict(literal)
+            for cid, e in computed.items():
+                new_values[cid] = e.apply(version.values.get(cid))
+                if new_values[cid] is OVERFLOW:
+                    return _error([(SQL_EXECUTION_ERROR, f"{e.render()}: out of range for {e.type.value}")])
+            planned.append((pk, version, new_values))
+        sure = unclear = 0
+        for pk, version, new_values in planned:
             verdicts = [_same(version.values.get(cid), v) for cid, v in new_values.items()]
             if all(v is True for v in verdicts):
                 continue

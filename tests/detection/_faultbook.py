@@ -49,6 +49,9 @@ class FaultCase:
     step_count: int = 40
     server_args: tuple[str, ...] = ()
     live: bool = False
+    #: the workload (models/<name>.toml) the hunt runs: the default one unless the fault's surface needs
+    #: another (STREAM DELETE needs TTLs longer than the default's, or every row is near its expiry)
+    workload: str = "default"
 
     @property
     def minimal_length(self) -> int:
@@ -220,6 +223,28 @@ CASES: dict[str, FaultCase] = {
             ),
             seed=2,  # 7 s; seed 1 9 s, seed 0 88 s
         ),
+        FaultCase(
+            "stream_delete_without_pk_noop",
+            "stream_ttl",
+            (
+                "create STREAM table t0 (id, c0) without PK",
+                "stream_insert(t0, 1 row)",
+                "delete(t0, WHERE c0 = v)   <- 'Deleted 0 row(s)', the model expects 1",
+            ),
+            seed=0,  # 3 s
+            workload="iot_telemetry",
+        ),
+        FaultCase(
+            "stream_delete_counts_distinct_pks",
+            "stream_ttl",
+            (
+                "create STREAM table t0 (id PK, c0)",
+                "stream_insert(t0, (id) VALUES (k), (k))",
+                "delete(t0, WHERE id = k)   <- 'Deleted 1 row(s)', the model expects 2",
+            ),
+            seed=2,  # 12 s to the first failure; seed 1 45 s, seed 0 none in 40 examples
+            workload="iot_telemetry",
+        ),
     )
 }
 
@@ -242,8 +267,8 @@ def detection_settings(case: FaultCase, *, max_examples: int | None = None) -> s
     )
 
 
-def default_workload() -> Workload:
-    return load_workload("default", search_dirs=(ROOT / "models",))
+def default_workload(name: str = "default") -> Workload:
+    return load_workload(name, search_dirs=(ROOT / "models",))
 
 
 @attrs.define
@@ -256,9 +281,11 @@ class Server:
 
 
 @contextmanager
-def embedded(faults: tuple[str, ...] = (), server_args: tuple[str, ...] = ()) -> Iterator[Server]:
+def embedded(
+    faults: tuple[str, ...] = (), server_args: tuple[str, ...] = (), workload_name: str = "default"
+) -> Iterator[Server]:
     """Start an embedded server with ``faults`` on; stop it and remove its data afterwards."""
-    workload = default_workload()
+    workload = default_workload(workload_name)
     target = EmbeddedTarget(faults, extra_args=server_args)
     try:
         target.start()

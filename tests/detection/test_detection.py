@@ -36,7 +36,7 @@ assert live_checks_available(), "the live-query extension is part of kalammodel"
 def _detect(fault: str, shrink: str = "steps") -> Hunt:
     case: FaultCase = CASES[fault]
     seeds = (case.seed, *case.more_seeds)
-    with embedded((fault,), case.server_args) as server:
+    with embedded((fault,), case.server_args, case.workload) as server:
         for seed in seeds:
             result = hunt(server, case, seed=seed, shrink=shrink)
             if result.failure is not None:
@@ -162,3 +162,13 @@ def test_same_seed_passes_without_the_fault(fault):
 def test_finds_omitted_not_null_invented():
     """An INSERT omitting a NOT NULL column without DEFAULT that succeeds is a wrong outcome (finding 5)."""
     _detect("omitted_not_null_invented")
+
+
+def test_finds_stream_delete_without_pk_noop():
+    """A STREAM DELETE without PRIMARY KEY that deletes nothing disagrees with the row count (finding 8)."""
+    _detect("stream_delete_without_pk_noop")
+
+
+def test_finds_stream_delete_counts_distinct_pks():
+    """A STREAM DELETE counting distinct keys instead of rows disagrees with the row count (finding 9)."""
+    _detect("stream_delete_counts_distinct_pks")

@@ -61,3 +61,34 @@ def test_stream_insert_subset():
     assert m.insert("user1", "t", ["id"], [T], [("a",)]) == ExpectOk(affected=1)
     assert full(m) == [{"id": "a", "k": "p"}]
     assert m.delete("user1", "t", Cmp("k", T, "=", "p")) == ExpectOk(affected=1)
+
+
+def test_update_expressions_follow_sql():
+    from kalammodel.model import SetExpr
+
+    m = model_with(Column("id", B, primary_key=True), Column("n", B), Column("s", T), Column("v", INT_))
+    rows = [(1, 5, "a", 0), (2, None, None, 0), (3, 0, "c", 0)]
+    assert m.insert("user1", "t", ["id", "n", "s", "v"], [B, B, T, INT_], rows) == ExpectOk(affected=3)
+    exprs = (SetExpr("n", B, "*", -2), SetExpr("s", T, "||", "x"))
+    assert m.update("user1", "t", [("v", INT_, 1)], Cmp("id", B, ">=", 1), expressions=exprs) == ExpectOk(
+        affected=3
+    )
+    assert sorted(full(m), key=lambda r: r["id"]) == [
+        {"id": 1, "n": -10, "s": "ax", "v": 1},
+        {"id": 2, "n": None, "s": None, "v": 1},
+        {"id": 3, "n": 0, "s": "cx", "v": 1},
+    ]
+    # 0 * 3 = 0 and NULL * 3 = NULL change nothing
+    times3 = (SetExpr("n", B, "*", 3),)
+    assert m.update("user1", "t", [], Cmp("id", B, ">", 1), expressions=times3) == ExpectOk(affected=0)
+
+
+def test_update_expression_overflow_is_an_error_and_changes_nothing():
+    from kalammodel.model import SetExpr
+
+    m = model_with(Column("id", B, primary_key=True), Column("n", B))
+    m.insert("user1", "t", ["id", "n"], [B, B], [(1, 1), (2, 2**63 - 1)])
+    plus = (SetExpr("n", B, "+", 1),)
+    assert isinstance(m.update("user1", "t", [], Cmp("id", B, ">=", 1), expressions=plus), ExpectError)
+    assert sorted(r["n"] for r in full(m)) == [1, 2**63 - 1]
+    assert SetExpr("n", B, "*", -1).render() == "n = n * (-1)"
