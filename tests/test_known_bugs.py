@@ -264,6 +264,20 @@ def case_6() -> tuple[list[Step], Divergence]:
     return steps, div("outcome", message, steps, "[dba] ALTER TABLE ns.p DROP COLUMN id")
 
 
+def case_6_detected() -> tuple[list[Step], Divergence]:
+    """The program and divergence tests/detection finds for the twin ``drop_pk_column_accepted``."""
+    columns = (Column("id", BI, primary_key=True), Column("c0", TX), Column("c2", INT, nullable=False))
+    steps: list[Step] = [
+        CreateTable("user2", TableSpec(name="t0", kind="USER", columns=columns)),
+        AlterDropColumn("svc", "t0", "id"),
+    ]
+    message = (
+        "expected an error ExpectError(SQL_EXECUTION_ERROR HTTP 400) (the primary key 'id' cannot be dropped), but "
+        "the request succeeded: ok row_count=0 message='Table ns.t0 altered successfully: DROP COLUMN id (version 2)'"
+    )
+    return steps, div("outcome", message, steps, "[svc] ALTER TABLE ns.t0 DROP COLUMN id")
+
+
 def case_7() -> tuple[list[Step], Divergence]:
     """Finding 7's reproduction with a LIMIT: ORDER BY the unselected ``v`` DESC picks by key instead."""
     steps: list[Step] = [
@@ -424,6 +438,7 @@ POSITIVE = [
     (case_5, 5, 0),
     (case_5_detected, 5, 0),
     (case_6, 6, 0),
+    (case_6_detected, 6, 0),
     (case_7, 7, 0),
     (case_8, 8, 0),
     (case_8_detected, 8, 0),

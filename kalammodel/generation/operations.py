@@ -98,6 +98,10 @@ def _stream_with_pk(m: KalamStateMachine, state: TableState | None, stream: bool
     return stream and state is not None and state.pk is not None
 
 
+def _has_pk(m: KalamStateMachine, state: TableState | None, stream: bool) -> bool:
+    return state is not None and state.pk is not None
+
+
 def _flushing(m: KalamStateMachine, state: TableState | None, stream: bool) -> bool:
     return bool(m.flushing)
 
@@ -184,6 +188,7 @@ REGISTRY: tuple[Operation, ...] = (
     Op("insert_subset", _dml.insert_subset, _any_table, 2),
     Op("update_expr", _dml.update_expr, _on_table, 2),
     Op("stream_delete", _dml.stream_delete, _on_stream, 2),
+    Op("alter_drop_pk", _ddl.alter, _has_pk, 1),
 )
 
 BY_NAME: dict[str, Operation] = {op.name: op for op in REGISTRY}

@@ -203,11 +203,11 @@ class Model(ModelCore):
         if table is None:
             return self._missing(table_name)
         state = table.column(name)
-        if state is not None and state.column.primary_key:
-            raise UsageError(
-                f"dropping the PRIMARY KEY {table_name}.{name} is not modelled (UNCONFIRMED in §9)"
-            )
         reasons: list[tuple[str, str]] = []
+        if state is not None and state.column.primary_key:
+            # the key identifies every row version: it cannot go (§9 protects system columns the same way;
+            # KalamDB answers success and changes nothing: docs/kalamdb-findings.md 6)
+            reasons.append((SQL_EXECUTION_ERROR, f"the primary key {name!r} cannot be dropped"))
         if ctx.denied:
             reasons.append((PERMISSION_DENIED, f"{actor} may not EXECUTE AS {as_user!r}"))
         if not _can_alter(ctx.role, table.kind):
@@ -216,7 +216,7 @@ class Model(ModelCore):
             )
         if state is None:
             reasons.append((SQL_EXECUTION_ERROR, f"column {name!r} does not exist"))
-        elif len(table.columns) == 1:
+        elif len(table.columns) == 1 and not state.column.primary_key:
             raise UsageError(f"dropping the last column {table_name}.{name} is not modelled")
         if reasons:
             return _error(reasons)

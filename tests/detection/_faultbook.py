@@ -245,6 +245,15 @@ CASES: dict[str, FaultCase] = {
             seed=2,  # 12 s to the first failure; seed 1 45 s, seed 0 none in 40 examples
             workload="iot_telemetry",
         ),
+        FaultCase(
+            "drop_pk_column_accepted",
+            "outcome",
+            (
+                "create table t0 (id PK, ...)",
+                "alter_drop(t0, id)   <- expected an error, the server answers success",
+            ),
+            seed=0,
+        ),
     )
 }
 

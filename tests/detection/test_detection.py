@@ -172,3 +172,8 @@ def test_finds_stream_delete_without_pk_noop():
 def test_finds_stream_delete_counts_distinct_pks():
     """A STREAM DELETE counting distinct keys instead of rows disagrees with the row count (finding 9)."""
     _detect("stream_delete_counts_distinct_pks")
+
+
+def test_finds_drop_pk_column_accepted():
+    """DROP COLUMN of the primary key answering success is a wrong outcome (finding 6)."""
+    _detect("drop_pk_column_accepted")

@@ -92,3 +92,10 @@ def test_update_expression_overflow_is_an_error_and_changes_nothing():
     assert isinstance(m.update("user1", "t", [], Cmp("id", B, ">=", 1), expressions=plus), ExpectError)
     assert sorted(r["n"] for r in full(m)) == [1, 2**63 - 1]
     assert SetExpr("n", B, "*", -1).render() == "n = n * (-1)"
+
+
+def test_dropping_the_primary_key_is_refused_and_changes_nothing():
+    m = model_with(Column("id", B, primary_key=True), Column("v", T))
+    assert isinstance(m.alter_drop_column("dba", "t", "id"), ExpectError)
+    assert m.column_names("t") == ["id", "v"]
+    assert m.tables["t"].schema_version == 1
