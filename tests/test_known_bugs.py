@@ -19,8 +19,11 @@ from kalammodel.model import (
     Column,
     ColumnType,
     In,
+    IsNotNull,
+    IsNull,
     Model,
     Not,
+    Or,
     Outcome,
     TableSpec,
     compare_outcome,
@@ -281,6 +284,25 @@ def case_5() -> tuple[list[Step], Divergence]:
     return steps, div("outcome", problem(step, before, outcome), steps, str(step.requests("ns")[0]))
 
 
+def case_5_detected() -> tuple[list[Step], Divergence]:
+    """The program and divergence tests/detection finds for the twin ``omitted_not_null_invented``."""
+    columns = (
+        Column("id", INT, primary_key=True),
+        Column("c0", BI),
+        Column("c1", INT, default=1),
+        Column("c2", INT, nullable=False),
+    )
+    steps: list[Step] = [
+        CreateTable("svc", TableSpec(name="t0", kind="USER", columns=columns)),
+        Insert("dba", "t0", ("id",), (INT,), ((13,),), "user2"),
+    ]
+    message = (
+        "expected an error ExpectError(SQL_EXECUTION_ERROR HTTP 400) (NOT NULL column 'c2' gets NULL), but the "
+        "request succeeded: ok row_count=1 message='Inserted 1 row(s)'"
+    )
+    return steps, div("outcome", message, steps, "[dba] EXECUTE AS USER 'user2' (INSERT INTO ns.t0 (id) VALUES (13))")
+
+
 def case_6() -> tuple[list[Step], Divergence]:
     """Finding 6: DROP COLUMN of the primary key answers success."""
     steps: list[Step] = [create("p", columns=NUMS), AlterDropColumn("dba", "p", "id")]
@@ -289,6 +311,20 @@ def case_6() -> tuple[list[Step], Divergence]:
         "request succeeded: ok row_count=0 message='Table ns.p altered successfully: DROP COLUMN id (version 2)'"
     )
     return steps, div("outcome", message, steps, "[dba] ALTER TABLE ns.p DROP COLUMN id")
+
+
+def case_6_detected() -> tuple[list[Step], Divergence]:
+    """The program and divergence tests/detection finds for the twin ``drop_pk_column_accepted``."""
+    columns = (Column("id", BI, primary_key=True), Column("c0", TX), Column("c2", INT, nullable=False))
+    steps: list[Step] = [
+        CreateTable("user2", TableSpec(name="t0", kind="USER", columns=columns)),
+        AlterDropColumn("svc", "t0", "id"),
+    ]
+    message = (
+        "expected an error ExpectError(SQL_EXECUTION_ERROR HTTP 400) (the primary key 'id' cannot be dropped), but "
+        "the request succeeded: ok row_count=0 message='Table ns.t0 altered successfully: DROP COLUMN id (version 2)'"
+    )
+    return steps, div("outcome", message, steps, "[svc] ALTER TABLE ns.t0 DROP COLUMN id")
 
 
 def case_7() -> tuple[list[Step], Divergence]:
@@ -370,6 +406,32 @@ def case_9() -> tuple[list[Step], Divergence]:
     outcome = Outcome(ok=True, row_count=1, message="Deleted 1 row(s)")
     steps = [*before, step]
     return steps, div("stream_ttl", problem(step, before, outcome), steps, str(step.requests("ns")[0]))
+
+
+def case_8_detected() -> tuple[list[Step], Divergence]:
+    """The program and divergence tests/detection finds for the twin ``stream_delete_without_pk_noop``."""
+    columns = (Column("c0", ColumnType.DOUBLE), Column("c1", ColumnType.DOUBLE, default=-45.25))
+    steps: list[Step] = [
+        CreateTable("svc", TableSpec(name="t1", kind="STREAM", columns=columns, ttl_seconds=5)),
+        StreamInsert("user1", "t1", ("c0",), (ColumnType.DOUBLE,), ((96.5,),)),
+        Delete("user1", "t1", Not(IsNull("c0", ColumnType.DOUBLE))),
+    ]
+    message = "expected 1 affected row(s), got row_count=0 ('Deleted 0 row(s)')"
+    return steps, div("stream_ttl", message, steps, "[user1] DELETE FROM ns.t1 WHERE (NOT c0 IS NULL)")
+
+
+def case_9_detected() -> tuple[list[Step], Divergence]:
+    """The program and divergence tests/detection finds for the twin ``stream_delete_counts_distinct_pks``
+    (keys 30, 29, 9, 1 and 4 inserted more than once in one statement)."""
+    columns = (Column("id", INT, primary_key=True), Column("c0", INT), Column("c3", INT, nullable=False))
+    keys = (30, 29, 27, 0, 9, 7, 3, 23, 15, 29, 4, 6, 9, 1, 30, 9, 26, 13, 16, 14, 30, 1, 4, 28)
+    steps: list[Step] = [
+        CreateTable("user2", TableSpec(name="t1", kind="STREAM", columns=columns, ttl_seconds=2)),
+        StreamInsert("root", "t1", ("id", "c3"), (INT, INT), tuple((k, i) for i, k in enumerate(keys))),
+        Delete("root", "t1", Or([And([Cmp("c3", INT, ">", -1), IsNotNull("c0", INT)]), IsNull("c0", INT)])),
+    ]
+    message = "expected 24 affected row(s), got row_count=17 ('Deleted 17 row(s)')"
+    return steps, div("stream_ttl", message, steps, "[root] DELETE FROM ns.t1 WHERE ...")
 
 
 def case_10_select() -> tuple[list[Step], Divergence]:
@@ -535,12 +597,16 @@ POSITIVE = [
     (case_4_snapshot, 4, 0),
     (case_4_stream_redacted, 4, 0),
     (case_5, 5, 0),
+    (case_5_detected, 5, 0),
     (case_6, 6, 0),
+    (case_6_detected, 6, 0),
     (case_7, 7, 0),
     (case_7_twin, 7, 1),
     (case_7_detected, 7, 0),
     (case_8, 8, 0),
+    (case_8_detected, 8, 0),
     (case_9, 9, 0),
+    (case_9_detected, 9, 0),
     (case_10_select, 10, 0),
     (case_10_snapshot, 10, 1),
     (case_10_last_rows, 10, 2),

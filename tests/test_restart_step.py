@@ -116,3 +116,31 @@ def test_only_targets_owning_their_process_can_restart() -> None:
     """Embedded targets can restart; a remote URL cannot (the machine never draws the step then)."""
     assert can_restart(EmbeddedTarget(()))
     assert not can_restart(RemoteTarget("http://127.0.0.1:1", "pw"))
+
+
+def test_the_model_clock_moves_past_the_restart():
+    """The durability check after a restart judges STREAM TTLs at the time after the restart, not before it
+    (a restart takes real time: a row near its TTL may expire meanwhile, and must not be expected)."""
+    target = EmbeddedTarget(())
+    target.start()
+    pool = ActorPool.for_target(target)
+    now = [1_000_000.0]
+    restart = target.restart
+
+    def slow_restart(hard: bool = False) -> None:
+        restart(hard=hard)
+        now[0] += 1000.0  # as if the restart took 1000 s
+
+    target.restart = slow_restart  # type: ignore[method-assign]
+    try:
+        session = Runner(target, pool, clock=lambda: now[0]).session()
+        try:
+            session.run(PROGRAM[0])
+            session.run(PROGRAM[1])
+            session.run(Restart(hard=True))
+            assert session.model.clock == 1_001_000.0
+        finally:
+            session.close()
+    finally:
+        pool.close()
+        target.stop()

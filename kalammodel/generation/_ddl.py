@@ -98,6 +98,9 @@ def alter(m: KalamStateMachine, table: str, data: st.DataObject, op: str) -> Non
     actor = data.draw(st.sampled_from(m.names_by_role(Role.SERVICE, Role.DBA, Role.SYSTEM) or ["root"]))
     droppable = [c for c in m.columns(state) if not c.primary_key]
     dropped = [s.column for s in state.dropped if state.column(s.column.name) is None]
+    if op == "alter_drop_pk" and state.pk is not None:  # refused (docs/kalamdb-findings.md 6)
+        m.run(AlterDropColumn(actor, table, state.pk.column.name))
+        return
     if op == "alter_drop" and droppable and len(droppable) > 1:
         m.run(AlterDropColumn(actor, table, data.draw(st.sampled_from([c.name for c in droppable]))))
         return

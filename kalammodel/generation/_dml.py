@@ -7,15 +7,15 @@ from typing import TYPE_CHECKING, Any
 
 from hypothesis import strategies as st
 
-from ..model import Column, ColumnType, LiveSub, Role, TableKind, TableState
-from ..steps import Delete, Insert, Step, StreamInsert, StreamUpdate, Update
+from ..model import Cmp, Column, ColumnType, LiveSub, Predicate, Role, SetExpr, TableKind, TableState
+from ..steps import Delete, Insert, Step, StreamInsert, StreamUpdate, Update, UpdateExpr
 from ._live import live_model
 from .strategies import predicates, row_values, values
 
 if TYPE_CHECKING:
     from .machine import KalamStateMachine
 
-__all__ = ["stream_update", "write"]
+__all__ = ["insert_subset", "stream_delete", "stream_update", "update_expr", "write"]
 
 #: upper bound of an index drawn before its candidates are known (taken modulo their number)
 _ANY_INDEX = 1 << 16
@@ -214,6 +214,70 @@ def _assignments(
     return tuple(out)
 
 
+def insert_subset(m: KalamStateMachine, table: str, data: st.DataObject, op: str) -> None:
+    """An INSERT naming a subset of the columns: omitted ones get their DEFAULT or NULL, and an omitted NOT NULL
+    column without DEFAULT (the primary key one time in eight) fails the statement (PROTOCOL §5.1;
+    docs/kalamdb-findings.md 5). STREAM tables too."""
+    state = m.table_state(table)
+    if state is None:
+        return
+    actor, as_user = m.who(data, state.kind, write=True, table=state.spec.name)
+    columns = m.columns(state)
+    chosen = [
+        c
+        for c in columns
+        if data.draw(st.integers(0, 7 if c.primary_key else 1), label=f"name {c.name}?") > 0
+    ] or [columns[0]]
+    n = data.draw(st.integers(1, max(1, m.wl.insert_rows.max)), label="rows")
+    rows = tuple(data.draw(row_values(chosen), label="row") for _ in range(n))
+    cls = StreamInsert if state.kind is TableKind.STREAM else Insert
+    m.run(cls(actor, state.spec.name, tuple(c.name for c in chosen), tuple(c.type for c in chosen), rows, as_user))
+
+
+def _set_expr(data: st.DataObject, column: Column) -> SetExpr:
+    """``c = c + k`` (k != 0), ``c = c * k`` (k in 2, 3, -1) or ``t = t || 's'`` (s non-empty): never an identity
+    (DataFusion plans an identity assignment as none: docs/kalamdb-findings.md surprise B)."""
+    if column.type is ColumnType.TEXT:
+        suffix = data.draw(st.text(alphabet="ab'z ", min_size=1, max_size=3), label="suffix")
+        return SetExpr(column.name, column.type, "||", suffix)
+    if data.draw(st.booleans(), label="add?"):
+        k = data.draw(st.one_of(st.integers(1, 20), st.integers(-5, -1), st.integers(2**20, 2**40)), label="k")
+        return SetExpr(column.name, column.type, "+", k if column.type is ColumnType.BIGINT else max(-5, min(k, 20)))
+    return SetExpr(column.name, column.type, "*", data.draw(st.sampled_from((2, 3, -1)), label="factor"))
+
+
+def update_expr(m: KalamStateMachine, table: str, data: st.DataObject, op: str) -> None:
+    """An UPDATE whose SET computes from the row (``c = c + 1``, ``t = t || 'x'``), maybe beside a literal
+    assignment, by primary key or by predicate."""
+    state = m.table_state(table)
+    if state is None or state.pk is None or state.kind is TableKind.STREAM:
+        return
+    computable = [
+        c
+        for c in m.columns(state)
+        if not c.primary_key and (c.type.is_integer or c.type is ColumnType.TEXT)
+    ]
+    if not computable:
+        return
+    actor, as_user = m.who(data, state.kind, write=True, table=state.spec.name)
+    owner = m.owner(state, actor, as_user)
+    chosen = data.draw(
+        st.lists(st.sampled_from(computable), min_size=1, max_size=2, unique_by=lambda c: c.name),
+        label="computed columns",
+    )
+    expressions = tuple(_set_expr(data, c) for c in chosen)
+    literal = tuple(a for a in _assignments(m, state, data) if a[0] not in {c.name for c in chosen})
+    if data.draw(st.booleans(), label="literal too?") is False:
+        literal = ()
+    pk = state.pk.column
+    if data.draw(st.booleans(), label="by key?"):
+        key = _existing_key(m, data, state, owner, pk)
+        where: Predicate = Cmp(pk.name, pk.type, "=", key)
+    else:
+        where = data.draw(predicates(m.columns(state)), label="where")
+    m.run(UpdateExpr(actor, state.spec.name, expressions, literal, where, as_user))
+
+
 def stream_update(m: KalamStateMachine, table: str, data: st.DataObject, op: str) -> None:
     """An UPDATE of a STREAM table's row by PK: KalamDB rejects it, and nothing may change."""
     state = m.table_state(table)
@@ -228,6 +292,32 @@ def stream_update(m: KalamStateMachine, table: str, data: st.DataObject, op: str
         actor, state.spec.name, pk.name, pk.type, data.draw(values(pk.type, pk=True)), assignments
     ).where
     m.run(StreamUpdate(actor, state.spec.name, assignments, where, as_user))
+
+
+def stream_delete(m: KalamStateMachine, table: str, data: st.DataObject, op: str) -> None:
+    """DELETE on a STREAM table, with or without PRIMARY KEY: a hard delete of every row matched, counted
+    per row (PROTOCOL §8; docs/kalamdb-findings.md 8, 9). Aims at a value a row of the scope holds (by the
+    model) one time in two, at the primary key when there is one, else at any column; else any predicate."""
+    state = m.table_state(table)
+    if state is None or state.kind is not TableKind.STREAM:
+        return
+    actor, as_user = m.who(data, state.kind, write=True, table=state.spec.name)
+    owner = m.owner(state, actor, as_user)
+    columns = m.columns(state)
+    rows: list[dict[str, Any]] = []
+    if owner in m.scopes(state):
+        rows = m.model.visible_rows(state.spec.name, owner)
+    where: Predicate | None = None
+    aim = bool(rows) and bool(data.draw(st.booleans(), label="aim at a row?"))
+    if aim:
+        row = rows[data.draw(st.integers(0, _ANY_INDEX), label="row") % len(rows)]
+        keyed = [c for c in columns if c.primary_key] or columns
+        column = keyed[data.draw(st.integers(0, _ANY_INDEX), label="column") % len(keyed)]
+        if row.get(column.name) is not None:
+            where = Cmp(column.name, column.type, "=", row[column.name])
+    if where is None:
+        where = data.draw(predicates(columns), label="where")
+    m.run(Delete(actor, state.spec.name, where, as_user))
 
 
 def _stream_write(m: KalamStateMachine, state: TableState, data: st.DataObject) -> None:

@@ -98,6 +98,10 @@ def _stream_with_pk(m: KalamStateMachine, state: TableState | None, stream: bool
     return stream and state is not None and state.pk is not None
 
 
+def _has_pk(m: KalamStateMachine, state: TableState | None, stream: bool) -> bool:
+    return state is not None and state.pk is not None
+
+
 def _flushing(m: KalamStateMachine, state: TableState | None, stream: bool) -> bool:
     return bool(m.flushing)
 
@@ -180,6 +184,11 @@ REGISTRY: tuple[Operation, ...] = (
     Op("unsubscribe", _live.unsubscribe, _old_subs, 1),
     Op("resubscribe_from_seq", _live.resubscribe_from_seq, _resumable, 1),
     Op("restart", _actions.restart, _can_restart, 1, divisor=4),
+    # issue 14: the surface where KalamDB's defects live (docs/kalamdb-findings.md 3, 5, 6, 8, 9)
+    Op("insert_subset", _dml.insert_subset, _any_table, 2),
+    Op("update_expr", _dml.update_expr, _on_table, 2),
+    Op("stream_delete", _dml.stream_delete, _on_stream, 2),
+    Op("alter_drop_pk", _ddl.alter, _has_pk, 1),
 )
 
 BY_NAME: dict[str, Operation] = {op.name: op for op in REGISTRY}

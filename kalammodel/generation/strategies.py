@@ -140,7 +140,8 @@ def columns_strategy(
     max_columns: int,
     with_pk: bool,
 ) -> tuple[Column, ...]:
-    """A PK column (when ``with_pk``) plus ``min..max`` other columns of mixed types, nullable or NOT NULL."""
+    """A PK column (when ``with_pk``) plus ``min..max`` other columns of mixed types, nullable or NOT NULL,
+    one in four with a literal DEFAULT (what an INSERT omitting the column stores, PROTOCOL §4.1)."""
     cols: list[Column] = []
     if with_pk:
         pk_type = draw(st.sampled_from(PK_TYPES))
@@ -150,7 +151,10 @@ def columns_strategy(
     for i in range(n):
         t = draw(col_type)
         nullable = draw(st.integers(0, 3).map(lambda x: x > 0))
-        cols.append(Column(f"c{i}", t, nullable=nullable))
+        default = None
+        if t is not ColumnType.JSON and draw(st.integers(0, 3)) == 3:  # shrinks towards no DEFAULT
+            default = draw(values(t))
+        cols.append(Column(f"c{i}", t, nullable=nullable, default=default))
     return tuple(cols)
 
 

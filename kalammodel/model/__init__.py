@@ -28,6 +28,7 @@ from ._expect import (
     row_key,
     unexpected_rows,
 )
+from ._exprs import EXPR_OPS, OVERFLOW, SetExpr
 from ._live import REFUSALS, LiveChange, LiveModel, LiveOptions, LiveSub
 from ._model import Model
 from ._predicates import (
@@ -72,6 +73,7 @@ __all__ = [
     "Cmp",
     "Column",
     "ColumnType",
+    "EXPR_OPS",
     "ExpectCount",
     "ExpectError",
     "ExpectFlush",
@@ -91,6 +93,7 @@ __all__ = [
     "LiveSub",
     "Model",
     "Not",
+    "OVERFLOW",
     "Or",
     "Outcome",
     "Predicate",
@@ -98,6 +101,7 @@ __all__ = [
     "RESERVED_COLUMNS",
     "Role",
     "SYSTEM_COLUMNS",
+    "SetExpr",
     "SqlStyle",
     "TableKind",
     "TableSpec",

@@ -44,6 +44,7 @@ from ._expect import (
 from ._expect import (
     compare_rows as _compare_rows,
 )
+from ._exprs import OVERFLOW, SetExpr
 from ._predicates import Predicate
 from ._state import (
     _BAD_QUERY,
@@ -167,8 +168,10 @@ class Model(ModelCore):
         table = self._table(table_name)
         if table is None:
             return self._missing(table_name)
-        if column.primary_key or not column.nullable:
-            raise UsageError(f"ADD COLUMN {column.render()}: only nullable non-key columns are modelled")
+        if column.primary_key or not column.nullable or column.default is not None:
+            raise UsageError(
+                f"ADD COLUMN {column.render()}: only nullable non-key columns without DEFAULT are modelled"
+            )
         reasons: list[tuple[str, str]] = []
         if ctx.denied:
             reasons.append((PERMISSION_DENIED, f"{actor} may not EXECUTE AS {as_user!r}"))
@@ -200,11 +203,11 @@ class Model(ModelCore):
         if table is None:
             return self._missing(table_name)
         state = table.column(name)
-        if state is not None and state.column.primary_key:
-            raise UsageError(
-                f"dropping the PRIMARY KEY {table_name}.{name} is not modelled (UNCONFIRMED in §9)"
-            )
         reasons: list[tuple[str, str]] = []
+        if state is not None and state.column.primary_key:
+            # the key identifies every row version: it cannot go (§9 protects system columns the same way;
+            # KalamDB answers success and changes nothing: docs/kalamdb-findings.md 6)
+            reasons.append((SQL_EXECUTION_ERROR, f"the primary key {name!r} cannot be dropped"))
         if ctx.denied:
             reasons.append((PERMISSION_DENIED, f"{actor} may not EXECUTE AS {as_user!r}"))
         if not _can_alter(ctx.role, table.kind):
@@ -213,7 +216,7 @@ class Model(ModelCore):
             )
         if state is None:
             reasons.append((SQL_EXECUTION_ERROR, f"column {name!r} does not exist"))
-        elif len(table.columns) == 1:
+        elif len(table.columns) == 1 and not state.column.primary_key:
             raise UsageError(f"dropping the last column {table_name}.{name} is not modelled")
         if reasons:
             return _error(reasons)
@@ -266,6 +269,10 @@ class Model(ModelCore):
             return _error(reasons)
         ids = [table.column(c).column_id for c in columns]  # type: ignore[union-attr]
         new_rows = [{cid: v for cid, v in zip(ids, row) if v is not None} for row in rows]
+        # an omitted column stores its DEFAULT, or NULL without one (§4.1, §5.1); an explicit NULL stays NULL
+        omitted = [s for s in table.columns if s.column_id not in ids and s.column.default is not None]
+        for new in new_rows:
+            new.update((s.column_id, s.column.default) for s in omitted)
         for state in table.columns:
             if state.column.not_null and any(state.column_id not in r for r in new_rows):
                 reasons.append((SQL_EXECUTION_ERROR, f"NOT NULL column {state.column.name!r} gets NULL"))
@@ -309,20 +316,29 @@ class Model(ModelCore):
         assignments: Sequence[tuple[str, ColumnType | str, Any]],
         where: Predicate | None,
         as_user: str | None = None,
+        expressions: Sequence[SetExpr] = (),
     ) -> ExpectOk | ExpectError:
-        """``UPDATE t SET ... WHERE ...`` (PROTOCOL §5.2): count = rows whose values change."""
+        """``UPDATE t SET ... WHERE ...`` (PROTOCOL §5.2): count = rows whose values change.
+
+        ``expressions`` compute from the row (``c = c + 1``, :class:`SetExpr`); one whose result leaves the
+        column type's range for any matched row fails the statement and changes nothing.
+        """
         ctx = self._ctx(actor, as_user)
         table = self._table(table_name)
         if table is None:
             return self._missing(table_name)
-        if not assignments:
+        if not assignments and not expressions:
             raise UsageError(f"update of {table_name}: at least one assignment is needed")
+        for e in expressions:
+            state = table.column(e.column)
+            if state is not None and state.column.type is not e.type:
+                raise UsageError(f"update of {table_name}: {e.render()} on a {state.column.type.value} column")
         reasons = self._access(ctx, table, write=True)
         if table.kind is TableKind.STREAM:
             reasons.append((SQL_EXECUTION_ERROR, "UPDATE not supported for STREAM tables"))
         if where is None:
             reasons.append((_BAD_QUERY, "UPDATE requires a WHERE clause"))
-        names = [a[0] for a in assignments]
+        names = [a[0] for a in assignments] + [e.column for e in expressions]
         if len(set(names)) != len(names):
             reasons.append((_BAD_QUERY, f"SET names a column twice: {names}"))
         for name in names:
@@ -338,13 +354,22 @@ class Model(ModelCore):
         scope = self._scope(table, self._owner(table, ctx))
         assert table.pk is not None and where is not None
         matched = self._live_matching(table, scope, where)
-        new_values = {table.column(n).column_id: v for n, _, v in assignments}  # type: ignore[union-attr]
-        for cid, value in new_values.items():
+        literal = {table.column(n).column_id: v for n, _, v in assignments}  # type: ignore[union-attr]
+        for cid, value in literal.items():
             state = next(s for s in table.columns if s.column_id == cid)
             if value is None and state.column.not_null and matched:
                 return _error([(SQL_EXECUTION_ERROR, f"NOT NULL column {state.column.name!r} set to NULL")])
-        sure = unclear = 0
+        computed = {table.column(e.column).column_id: e for e in expressions}  # type: ignore[union-attr]
+        planned: list[tuple[Any, Version, dict[int, Any]]] = []
         for pk, version in matched:
+            new_values = dict(literal)
+            for cid, e in computed.items():
+                new_values[cid] = e.apply(version.values.get(cid))
+                if new_values[cid] is OVERFLOW:
+                    return _error([(SQL_EXECUTION_ERROR, f"{e.render()}: out of range for {e.type.value}")])
+            planned.append((pk, version, new_values))
+        sure = unclear = 0
+        for pk, version, new_values in planned:
             verdicts = [_same(version.values.get(cid), v) for cid, v in new_values.items()]
             if all(v is True for v in verdicts):
                 continue

@@ -264,12 +264,22 @@ def _column_type(value: Any) -> ColumnType:
 
 @attrs.frozen
 class Column:
-    """A user column: name (lowercase identifier), type, NOT NULL flag, PRIMARY KEY flag."""
+    """A user column: name (lowercase identifier), type, NOT NULL flag, PRIMARY KEY flag, and the literal
+    ``DEFAULT`` value (a cell of the type, None: no DEFAULT) an INSERT that omits the column stores (§4.1)."""
 
     name: str = attrs.field(validator=attrs.validators.instance_of(str))
     type: ColumnType = attrs.field(converter=_column_type)
     nullable: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
     primary_key: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+    default: Any = attrs.field(default=None)
+
+    @default.validator
+    def _check_default(self, attribute: attrs.Attribute, value: Any) -> None:
+        if value is None:
+            return
+        if self.primary_key:
+            raise ValueError(f"column {self.name!r}: a DEFAULT on the PRIMARY KEY is not modelled")
+        self.type.check(value)
 
     def render(self) -> str:
         """The column definition of CREATE TABLE / ADD COLUMN."""
@@ -278,6 +288,8 @@ class Column:
             parts.append("PRIMARY KEY")
         elif not self.nullable:
             parts.append("NOT NULL")
+        if self.default is not None:
+            parts += ["DEFAULT", render_value(self.type, self.default)]
         return " ".join(parts)
 
     @property
@@ -290,6 +302,7 @@ class Column:
             "type": self.type.value,
             "nullable": self.nullable,
             "primary_key": self.primary_key,
+            **({} if self.default is None else {"default": self.default}),
         }
 
     @classmethod

@@ -488,6 +488,12 @@ class Catalog:
                 }
             raise SqlFailure(f"Invalid operation: Column '{cname.lower()}' does not exist")
         if c.pk:
+            if _faults.active("drop_pk_column_accepted"):  # finding 6: no guard, nothing applied
+                return {
+                    "row_count": 0,
+                    "message": f"Table {table.key} altered successfully: DROP COLUMN {c.name} "
+                    f"(version {table.schema_version + 1})",
+                }
             raise SqlFailure(f"Cannot drop primary key column '{c.name}'")
         table.columns.remove(c)
         table.dropped[c.id] = c.name

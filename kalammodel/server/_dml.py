@@ -26,6 +26,63 @@ from ._values import SqlFailure, canonical, denied
 __all__ = ["Writer"]
 
 
+#: the zero value KalamDB's literal-INSERT path stores for an omitted NOT NULL column (fault
+#: ``omitted_not_null_invented``, docs/kalamdb-findings.md 5)
+_ZERO: dict[str, Any] = {
+    "BigInt": 0, "Int": 0, "SmallInt": 0, "Double": 0.0, "Float": 0.0, "Boolean": False, "Text": "",
+    "Timestamp": 0, "Json": "null",
+}
+
+
+#: integer column types and their ranges: an UPDATE result outside them fails (SQL "numeric value out of
+#: range"; DataFusion wraps BIGINT arithmetic, so it is recomputed exactly below)
+_INT_RANGE: dict[str, tuple[int, int]] = {
+    "BigInt": (-(2**63), 2**63 - 1),
+    "Int": (-(2**31), 2**31 - 1),
+    "SmallInt": (-(2**15), 2**15 - 1),
+}
+_ARITH = (exp.Add, exp.Sub, exp.Mul)
+
+
+def _exact_int(e: exp.Expression, row: dict[str, Any]) -> int | None:
+    """The exact value of integer arithmetic over the row's cells (None: NULL); LookupError for anything else."""
+    if isinstance(e, exp.Paren):
+        return _exact_int(e.this, row)
+    if isinstance(e, exp.Neg):
+        v = _exact_int(e.this, row)
+        return None if v is None else -v
+    if isinstance(e, exp.Literal) and not e.is_string and e.name.isdigit():
+        return int(e.name)
+    if isinstance(e, exp.Null):
+        return None
+    if isinstance(e, exp.Column):
+        v = row[e.name.lower()]  # KeyError is a LookupError
+        if v is None or (isinstance(v, int) and not isinstance(v, bool)):
+            return v
+        raise LookupError(e.name)
+    if isinstance(e, _ARITH):
+        a, b = _exact_int(e.this, row), _exact_int(e.expression, row)
+        if a is None or b is None:
+            return None
+        return a + b if isinstance(e, exp.Add) else a - b if isinstance(e, exp.Sub) else a * b
+    raise LookupError(type(e).__name__)
+
+
+def _in_range(c: Column, e: exp.Expression, computed: Any, row: dict[str, Any]) -> Any:
+    """``computed`` (DataFusion's value of ``e``) checked against the integer range of ``c``'s type."""
+    bounds = _INT_RANGE.get(c.data_type) if isinstance(c.data_type, str) else None
+    if bounds is None:
+        return computed
+    if any(True for _ in e.find_all(*_ARITH)):
+        try:
+            computed = _exact_int(e, row)
+        except LookupError:
+            pass
+    if isinstance(computed, int) and not bounds[0] <= computed <= bounds[1]:
+        raise SqlFailure(f"Arithmetic overflow: {e.sql()} = {computed} is out of range for column '{c.name}'")
+    return computed
+
+
 def _is_const(e: exp.Expression) -> bool:
     return not any(True for _ in e.find_all(exp.Column))
 
@@ -117,6 +174,8 @@ class Writer:
                 vals[c.id] = given[c.id]
             else:
                 vals[c.id] = canonical(c.data_type, self._default(c, ctx), c.name)
+                if vals[c.id] is None and (not c.nullable or c.pk) and _faults.active("omitted_not_null_invented"):
+                    vals[c.id] = _ZERO.get(c.data_type)  # finding 5: the literal fast path's zero value
             if vals[c.id] is None and (not c.nullable or c.pk):
                 raise SqlFailure(f"NOT NULL constraint violation: column '{c.name}' of {table.key} cannot be null")
         return vals
@@ -264,8 +323,9 @@ class Writer:
         n = 0
         for old, newvals in self._matches(ctx, table, owner, where.this, [e for _, e in sets]):
             vals = dict(old.vals)
-            for (c, _), nv in zip(sets, newvals):
-                vals[c.id] = canonical(c.data_type, nv, c.name)
+            before = self.rows.row_dict(table, old)
+            for (c, e), nv in zip(sets, newvals):
+                vals[c.id] = canonical(c.data_type, _in_range(c, e, nv, before), c.name)
                 if vals[c.id] is None and not c.nullable:
                     raise SqlFailure(
                         f"NOT NULL constraint violation: column '{c.name}' of {table.key} cannot be null"
@@ -306,9 +366,20 @@ class Writer:
         owner = self.catalog.owner_for(table, ctx)
         rows = self.rows
         n = 0
+        stream = table.kind == "STREAM"
+        if stream and table.pk is None and _faults.active("stream_delete_without_pk_noop"):
+            return {"row_count": 0, "message": "Deleted 0 row(s)"}  # finding 8: looks for a `_seq` field
+        distinct = stream and table.pk is not None and _faults.active("stream_delete_counts_distinct_pks")
+        keys: set[str] = set()
         for old, _ in self._matches(ctx, table, owner, where.this, []):
             key = rows.pk_of(table, old)
-            if table.kind == "STREAM":
+            if distinct:
+                assert table.pk is not None
+                pk_value = pk_key(rows.value(table, old, table.pk))
+                if pk_value in keys:
+                    n -= 1  # finding 9: counted once per distinct key (n += 1 below)
+                keys.add(pk_value)
+            if stream:
                 seq = rows.next_seq()
                 event = ChangeEvent(
                     table.key,

@@ -45,6 +45,15 @@ FAULTS: dict[str, str] = {
     "KalamDB) by dropping the oldest in silence",
     "in_lists_folded_false": "SELECT lets DataFusion's simplifier fold `c IN (a) AND c IN (b)` to FALSE even "
     "when c is NULL (docs/kalamdb-findings.md #12)",
+    # twins of docs/kalamdb-findings.md 3, 5, 6, 8, 9 (the DML/DDL surface of issue 14)
+    "omitted_not_null_invented": "an INSERT omitting a NOT NULL column without DEFAULT stores the type's zero "
+    "value instead of failing (finding 5)",
+    "stream_delete_without_pk_noop": "DELETE on a STREAM table without PRIMARY KEY deletes nothing and answers "
+    "'Deleted 0 row(s)' (finding 8)",
+    "stream_delete_counts_distinct_pks": "DELETE on a STREAM table counts distinct primary-key values, not "
+    "deleted rows (finding 9)",
+    "drop_pk_column_accepted": "ALTER TABLE DROP COLUMN <primary key> answers success and changes nothing "
+    "(finding 6)",
 }
 
 _active: frozenset[str] = frozenset()

@@ -25,7 +25,7 @@ from .actions import Pause, Restart
 from .base import STEP_TYPES, Request, Step, StepFamily, register
 from .codec import step_from_data, step_to_data
 from .ddl import AlterAddColumn, AlterDropColumn, CreateTable
-from .dml import Delete, Insert, InsertNamingDroppedColumn, StreamInsert, StreamUpdate, Update
+from .dml import Delete, Insert, InsertNamingDroppedColumn, StreamInsert, StreamUpdate, Update, UpdateExpr
 from .flush import AwaitFlush, Flush, StartFlush
 from .live import LIVE_STEPS, NextBatch, ResubscribeFromSeq, Subscribe, Unsubscribe
 from .probes import ProbeCreateShared, ProbeExecuteAs, ProbeSharedWrite, ProbeSystemRead
@@ -63,6 +63,7 @@ __all__ = [
     "Subscribe",
     "Unsubscribe",
     "Update",
+    "UpdateExpr",
     "register",
     "render_value",
     "step_from_data",

@@ -35,6 +35,7 @@ from ..model import (
     Not,
     Or,
     Predicate,
+    SetExpr,
     TableSpec,
     pred_from_data,
     pred_to_data,
@@ -51,7 +52,7 @@ _SCALARS = (type(None), bool, int, float, str)
 def _to_data(value: Any) -> Any:
     if isinstance(value, _PRED_TYPES):
         return pred_to_data(value)
-    if isinstance(value, (TableSpec, Column)):
+    if isinstance(value, (TableSpec, Column, SetExpr)):
         return value.to_data()
     if isinstance(value, enum.Enum):
         return value.value
@@ -198,6 +199,15 @@ def _assignments(value: Any) -> tuple[tuple[str, ColumnType, Any], ...]:
             raise _fail("assignments", f"unknown column type {item[1]!r}") from None
         out.append((item[0], col_type, _cell("assignments", item[2])))
     return tuple(out)
+
+
+def _expressions(value: Any) -> tuple[SetExpr, ...]:
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise _fail("expressions", f"must be a list of [column, type, op, operand] (got {value!r})")
+    try:
+        return tuple(SetExpr.from_data(item) for item in value)
+    except (TypeError, ValueError) as exc:
+        raise _fail("expressions", str(exc)) from None
 
 
 def _where(value: Any) -> Predicate | None:

@@ -9,9 +9,20 @@ from typing import Any, ClassVar
 
 import attrs
 
-from ..model import Cmp, ColumnType, Expectation, Model, Predicate, render_value
+from ..model import Cmp, ColumnType, Expectation, Model, Predicate, SetExpr, render_value
 from .base import Request, Step, StepFamily, _row_text, _show, _where_sql, _where_text, register
-from .codec import _actor, _assignments, _column_names, _fail, _opt_str, _rows, _table, _types, _where
+from .codec import (
+    _actor,
+    _assignments,
+    _column_names,
+    _expressions,
+    _fail,
+    _opt_str,
+    _rows,
+    _table,
+    _types,
+    _where,
+)
 
 
 @register
@@ -128,6 +139,41 @@ class StreamUpdate(Update):
 
     kind: ClassVar[str] = "stream_update"
     family: ClassVar[StepFamily] = StepFamily.DML
+
+
+@register
+@attrs.frozen
+class UpdateExpr(Step):
+    """``UPDATE t SET c = c + 1, t = t || 'x', v = <literal> WHERE ...``: assignments computed from the row
+    (:class:`~kalammodel.model.SetExpr`: SQL NULL semantics, out-of-range integers fail) beside literal ones."""
+
+    kind: ClassVar[str] = "update_expr"
+    family: ClassVar[StepFamily] = StepFamily.DML
+    actor: str = attrs.field(converter=_actor)
+    table: str = attrs.field(converter=_table)
+    expressions: tuple[SetExpr, ...] = attrs.field(converter=_expressions)
+    assignments: tuple[tuple[str, ColumnType, Any], ...] = attrs.field(default=(), converter=_assignments)
+    where: Predicate | None = attrs.field(default=None, converter=_where)
+    as_user: str | None = attrs.field(default=None, converter=_opt_str)
+
+    @expressions.validator
+    def _check_expressions(self, attribute: attrs.Attribute, value: tuple[SetExpr, ...]) -> None:
+        if not value:
+            raise _fail("expressions", "needs at least one expression (a literal-only UPDATE is an update step)")
+
+    def requests(self, ns: str) -> list[Request]:
+        sets = [e.render() for e in self.expressions]
+        sets += [f"{c} = {render_value(t, v)}" for c, t, v in self.assignments]
+        return self._request(f"UPDATE {ns}.{self.table} SET {', '.join(sets)}{_where_sql(self.where)}")
+
+    def apply(self, model: Model) -> list[Expectation]:
+        return [
+            model.update(self.actor, self.table, self.assignments, self.where, self.as_user, self.expressions)
+        ]
+
+    def describe(self) -> str:
+        sets = [e.describe() for e in self.expressions] + [f"{c}={_show(v)}" for c, _, v in self.assignments]
+        return f"{self.kind}({self.table}, {self._who()}, set=[{', '.join(sets)}]{_where_text(self.where)})"
 
 
 @register

@@ -349,13 +349,14 @@ def drops_primary_key(focus: Focus) -> bool:
 
 @_trigger
 def omits_not_null_column(focus: Focus) -> bool:
-    """The step is an INSERT whose column list leaves out a NOT NULL column (or the primary key)."""
+    """The step is an INSERT whose column list leaves out a NOT NULL column without DEFAULT (or the primary
+    key)."""
     step = focus.step
     if not _is_insert(step) or not focus.on_table:
         return False
     named = set(step.columns)
     columns = focus.program.columns(focus.table, focus.index)
-    return any(c.not_null and name not in named for name, c in columns.items())
+    return any(c.not_null and c.default is None and name not in named for name, c in columns.items())
 
 
 # ---------------------------------------------------------------------- triggers: ordering

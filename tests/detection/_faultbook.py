@@ -311,6 +311,46 @@ CASES: dict[str, FaultCase] = {
             finding=11,
             workload="ddl_while_active",
         ),
+        FaultCase(
+            "omitted_not_null_invented",
+            "outcome",
+            (
+                "create table t0 (id PK, c0 ... NOT NULL)",
+                "insert(t0, (id) VALUES (k))   <- expected a NOT NULL error, the row is stored",
+            ),
+            seed=2,  # 7 s; seed 1 9 s, seed 0 88 s
+        ),
+        FaultCase(
+            "stream_delete_without_pk_noop",
+            "stream_ttl",
+            (
+                "create STREAM table t0 (id, c0) without PK",
+                "stream_insert(t0, 1 row)",
+                "delete(t0, WHERE c0 = v)   <- 'Deleted 0 row(s)', the model expects 1",
+            ),
+            seed=0,  # 3 s
+            workload="iot_telemetry",
+        ),
+        FaultCase(
+            "stream_delete_counts_distinct_pks",
+            "stream_ttl",
+            (
+                "create STREAM table t0 (id PK, c0)",
+                "stream_insert(t0, (id) VALUES (k), (k))",
+                "delete(t0, WHERE id = k)   <- 'Deleted 1 row(s)', the model expects 2",
+            ),
+            seed=2,  # 12 s to the first failure; seed 1 45 s, seed 0 none in 40 examples
+            workload="iot_telemetry",
+        ),
+        FaultCase(
+            "drop_pk_column_accepted",
+            "outcome",
+            (
+                "create table t0 (id PK, ...)",
+                "alter_drop(t0, id)   <- expected an error, the server answers success",
+            ),
+            seed=0,
+        ),
     )
 }
 
@@ -348,10 +388,15 @@ class Server:
 
 @contextmanager
 def embedded(
-    faults: tuple[str, ...] = (), server_args: tuple[str, ...] = (), workload_name: str = "default"
+    faults: tuple[str, ...] = (), server_args: tuple[str, ...] = (), workload_name: str | None = None
 ) -> Iterator[Server]:
-    """Start an embedded server with ``faults`` on; stop it and remove its data afterwards."""
-    workload = default_workload(workload_name)
+    """Start an embedded server with ``faults`` on (its actors those of ``workload_name``, a name in
+    tests/detection/ or models/; None: the default workload); stop it and remove its data afterwards."""
+    workload = (
+        default_workload()
+        if workload_name is None
+        else load_workload(workload_name, search_dirs=(HERE, ROOT / "models"))
+    )
     target = EmbeddedTarget(faults, extra_args=server_args)
     try:
         target.start()

@@ -207,3 +207,23 @@ def test_same_seed_passes_without_the_fault(fault):
     with embedded((), case.server_args) as server:
         result = hunt(server, case)
     assert result.failure is None, format_failure(result.failure.steps, result.failure.divergence)
+
+
+def test_finds_omitted_not_null_invented():
+    """An INSERT omitting a NOT NULL column without DEFAULT that succeeds is a wrong outcome (finding 5)."""
+    _detect("omitted_not_null_invented")
+
+
+def test_finds_stream_delete_without_pk_noop():
+    """A STREAM DELETE without PRIMARY KEY that deletes nothing disagrees with the row count (finding 8)."""
+    _detect("stream_delete_without_pk_noop")
+
+
+def test_finds_stream_delete_counts_distinct_pks():
+    """A STREAM DELETE counting distinct keys instead of rows disagrees with the row count (finding 9)."""
+    _detect("stream_delete_counts_distinct_pks")
+
+
+def test_finds_drop_pk_column_accepted():
+    """DROP COLUMN of the primary key answering success is a wrong outcome (finding 6)."""
+    _detect("drop_pk_column_accepted")

@@ -26,6 +26,7 @@ from kalammodel.model import (
     Like,
     Model,
     Or,
+    SetExpr,
     TableSpec,
 )
 from kalammodel.steps import (
@@ -103,6 +104,18 @@ def strategy_for(cls) -> st.SearchStrategy:
             st.tuples(col_names, st.sampled_from(list(ColumnType)), cells), min_size=1, max_size=2
         )
         return st.builds(cls, actors, names, assignments, predicates, as_users)
+    if kind == "update_expr":
+        exprs = st.lists(
+            st.one_of(
+                st.builds(SetExpr, col_names, st.sampled_from(["BIGINT", "INT"]), st.sampled_from(["+", "*"]),
+                          st.integers(-3, 3)),
+                st.builds(SetExpr, col_names, st.just("TEXT"), st.just("||"), st.text("ab'", max_size=3)),
+            ),
+            min_size=1,
+            max_size=2,
+        )
+        assignments = st.lists(st.tuples(col_names, st.sampled_from(list(ColumnType)), cells), max_size=1)
+        return st.builds(cls, actors, names, exprs, assignments, predicates, as_users)
     if kind == "delete":
         return st.builds(cls, actors, names, predicates, as_users)
     if kind in ("select", "stream_select", "probe_execute_as"):
@@ -304,6 +317,7 @@ FAMILY_OF = {
     "stream_insert": StepFamily.DML,
     "update": StepFamily.DML,
     "stream_update": StepFamily.DML,
+    "update_expr": StepFamily.DML,
     "delete": StepFamily.DML,
     "select": StepFamily.READ,
     "stream_select": StepFamily.READ,
