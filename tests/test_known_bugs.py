@@ -496,7 +496,8 @@ def case_10_twin() -> tuple[list[Step], Divergence]:
 
 
 def case_11() -> tuple[list[Step], Divergence]:
-    """Finding 11: after ADD COLUMN an open subscription never gets the UPDATE's change."""
+    """Finding 11: after ADD COLUMN an open subscription never gets the UPDATE's change (a filter without a
+    negative number: finding 15 explains the reproduction's `c0 >= -2` on its own)."""
     cols = (
         Column("id", BI, primary_key=True),
         Column("c0", BI, nullable=False),
@@ -504,8 +505,8 @@ def case_11() -> tuple[list[Step], Divergence]:
     )
     steps: list[Step] = [
         create(columns=cols),
-        Insert("user1", "t0", ("id", "c0", "c1"), (BI, BI, ColumnType.BOOLEAN), ((1, 0, True),)),
-        Subscribe("user1", "t0", "s1", None, Cmp("c0", BI, ">=", -2)),
+        Insert("user1", "t0", ("id", "c0", "c1"), (BI, BI, ColumnType.BOOLEAN), ((1, 5, True),)),
+        Subscribe("user1", "t0", "s1", None, Cmp("c0", BI, ">=", 2)),
         AlterAddColumn("dba", "t0", Column("a5", ColumnType.DOUBLE)),
         Update.by_pk("user1", "t0", "id", BI, 1, (("c1", ColumnType.BOOLEAN, False),)),
     ]
@@ -513,7 +514,7 @@ def case_11() -> tuple[list[Step], Divergence]:
         "subscription s1 (user1 on t0): expected change(s) did not arrive within 5 s: "
         "['update of key 1 (write #2, step #4)']"
     )
-    return steps, div("live_query", message, steps, "[ws s1] SELECT * FROM ns.t0 WHERE c0 >= -2 options={}")
+    return steps, div("live_query", message, steps, "[ws s1] SELECT * FROM ns.t0 WHERE c0 >= 2 options={}")
 
 
 def case_11_twin() -> tuple[list[Step], Divergence]:
@@ -571,6 +572,36 @@ def case_13() -> tuple[list[Step], Divergence]:
     return steps, div("rbac", message, steps, "[user2] SELECT * FROM ns.t0 LIMIT 0")
 
 
+def case_14() -> tuple[list[Step], Divergence]:
+    """Finding 14 by hand on 0.4.3-rc.4: ``WHERE x = -0.0`` misses the row holding 0.0."""
+    cols = (Column("id", BI, primary_key=True), Column("x", ColumnType.DOUBLE))
+    steps: list[Step] = [
+        CreateTable("dba", TableSpec(name="t0", kind="SHARED", columns=cols, access_level="PUBLIC")),
+        Insert("dba", "t0", ("id", "x"), (BI, ColumnType.DOUBLE), ((1, 0.0),)),
+        Select("dba", "t0", ("id",), Cmp("x", ColumnType.DOUBLE, "=", -0.0)),
+    ]
+    message = "missing row (1,) (appears 0x, model requires 1x)"
+    return steps, div("outcome", message, steps, "[dba] SELECT id FROM ns.t0 WHERE x = -0.0")
+
+
+def case_15() -> tuple[list[Step], Divergence]:
+    """The third 30-minute run against KalamDB 0.4.3-rc.4 (3 steps): a filter with a negative number is
+    acknowledged, and the insert it admits never arrives."""
+    cols = (Column("id", INT, primary_key=True), Column("c0", INT, nullable=False))
+    where = Not(Or((Cmp("c0", INT, "<", -2998), Cmp("c0", INT, "=", 11))))
+    steps: list[Step] = [
+        create(columns=cols),
+        Subscribe("dba", "t0", "s1", None, where, True, 2),
+        Insert("dba", "t0", ("id", "c0"), (INT, INT), ((5, 2585),)),
+    ]
+    message = (
+        "subscription s1 (dba on t0): expected change(s) did not arrive within 5 s: "
+        "['insert of key 5 (write #1, step #2)']"
+    )
+    request = "[ws s1] SELECT * FROM ns.t0 WHERE (NOT (c0 < -2998 OR c0 = 11)) options={}"
+    return steps, div("live_query", message, steps, request)
+
+
 def neg_limit_1_refused() -> tuple[list[Step], Divergence]:
     """A PRIVATE SHARED table read with LIMIT 1 that succeeds is a plain RBAC failure, not bug 13."""
     steps: list[Step] = [
@@ -615,6 +646,8 @@ POSITIVE = [
     (case_11_twin, 11, 0),
     (case_12, 12, 0),
     (case_13, 13, 0),
+    (case_14, 14, 0),
+    (case_15, 15, 0),
 ]
 
 

@@ -11,13 +11,14 @@ Every trigger is registered in :data:`TRIGGERS` under its function name; the dat
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeGuard
 
 import attrs
 
 from kalammodel.errors import Divergence
-from kalammodel.model import And, Cmp, Column, In, Not, Or, Predicate, TableKind, TableSpec
+from kalammodel.model import And, Between, Cmp, Column, In, Not, Or, Predicate, TableKind, TableSpec
 from kalammodel.steps import (
     AlterAddColumn,
     AlterDropColumn,
@@ -533,3 +534,42 @@ def in_list_on_nullable_column(focus: Focus) -> bool:
     """The step's WHERE holds an IN list on a column that may be NULL."""
     columns = focus.program.columns(focus.table, focus.index)
     return any(n.column in columns and not columns[n.column].not_null for n in _in_lists(focus))
+
+
+# ---------------------------------------------------------------------- triggers: literals
+
+
+def _literals(pred: Predicate | None) -> Iterator[Any]:
+    for node in _nodes(pred):
+        if isinstance(node, Cmp):
+            yield node.value
+        elif isinstance(node, In):
+            yield from node.values
+        elif isinstance(node, Between):
+            yield node.low
+            yield node.high
+
+
+def _negative_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and (
+        value < 0 or (isinstance(value, float) and value == 0.0 and math.copysign(1.0, value) < 0)
+    )
+
+
+@_trigger
+def live_filter_has_negative_literal(focus: Focus) -> bool:
+    """A subscription on the table, open at the step, filters with a negative number (``c0 > -5``: KalamDB's
+    live evaluator has no unary minus)."""
+    for _, step in focus.upto():
+        if isinstance(step, Subscribe) and any(_negative_number(v) for v in _literals(step.where)):
+            return True
+    return False
+
+
+@_trigger
+def compares_with_negative_zero(focus: Focus) -> bool:
+    """The step's WHERE compares a DOUBLE column with ``-0.0``, which equals ``0.0`` in SQL."""
+    where = getattr(focus.step, "where", None)
+    return focus.on_table and any(
+        isinstance(v, float) and v == 0.0 and math.copysign(1.0, v) < 0 for v in _literals(where)
+    )
