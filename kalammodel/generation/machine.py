@@ -30,6 +30,7 @@ from ..errors import Divergence
 from ..model import Column, Role, TableKind, TableState
 from ..steps import Step
 from ._ddl import create_table
+from ._styles import restyle, sql_styles, styled
 from .operations import BY_NAME, FALLBACK, REGISTRY
 from .strategies import weighted
 
@@ -93,11 +94,13 @@ class KalamStateMachine(RuleBasedStateMachine):
         self.sub_count = 0
         self.sub_opened: dict[str, int] = {}  # subscription id -> index of the step that opened it
         self.resumed: set[str] = set()  # subscriptions resumed from already (each at most once)
+        self.data: st.DataObject | None = None  # the current rule's draws (the step's SQL style is drawn from it)
 
     # ------------------------------------------------------------------ the rules
 
     @initialize(target=tables, data=st.data())
     def first_table(self, data: st.DataObject) -> Any:  # Any: a table name or Hypothesis's multiple()
+        self.data = data
         self._draw_swarm(data)
         return create_table(self, "", data, "create_table")
 
@@ -123,6 +126,7 @@ class KalamStateMachine(RuleBasedStateMachine):
         act on a table; the others (awaiting a flush, the live-query steps on subscriptions, pause, restart)
         ignore it. The operation draw shrinks towards the first choice, a plain INSERT.
         """
+        self.data = data
         choices = self._choices(table)
         op = BY_NAME[data.draw(_weighted_choice(tuple(choices)), label="operation")]
         result = op.draw(self, table, data, op.name)
@@ -148,7 +152,12 @@ class KalamStateMachine(RuleBasedStateMachine):
     # ------------------------------------------------------------------ helpers of the draw functions
 
     def run(self, step: Step) -> None:
-        """Run ``step`` in the session, then the step hooks; record the failure on a divergence."""
+        """Run ``step`` in the session, then the step hooks; record the failure on a divergence.
+
+        A step that sends SQL is written in a style drawn here, after its arguments (``generation/_styles.py``).
+        """
+        if styled(step) and self.data is not None:
+            step = restyle(step, self.data.draw(sql_styles(), label="style"))
         event(f"step: {step.kind}")
         note(f"#{self.session.step_index + 1} {step.describe()}")
         try:
