@@ -85,6 +85,8 @@ class RestartExtension(Extension):
                 namespace=session.ns,
             ) from exc
         session.pool.relogin()
+        # the restart took time: STREAM rows whose TTL ran out meanwhile are expired, judged at the clock now
+        session.model.clock = session.runner.clock()
         session.transcript_note(f"restarted the server ({'SIGKILL' if step.hard else 'clean stop'})")
         for ext in session.extensions:
             ext.after_restart(session)
