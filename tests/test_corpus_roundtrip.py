@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 try:
@@ -169,3 +170,29 @@ def test_every_saved_case_reads_back_to_its_own_file() -> None:
     assert files, f"no case files in {corpus_dir}"
     for path in files:
         assert load_case(path).to_data() == json.loads(path.read_text()), path.name
+
+
+def test_a_case_written_in_sql_styles_saves_loads_and_replays(
+    faulty: _Side, clean: _Side, tmp_path: Path
+) -> None:
+    """A shrunk case whose steps keep non-canonical SQL styles saves them, loads them back and replays: failing
+    with the defect, fixed without it."""
+    from kalammodel.model import SqlStyle
+
+    styles = [
+        SqlStyle(keywords="lower", quote=True, semicolon=True),
+        SqlStyle(keywords="title", space="newline", doubles="exponent"),
+        SqlStyle(space="tab", ne="<>", operands="literal_first", parens="extra"),
+    ]
+    steps = [attrs.evolve(step, style=style) for step, style in zip(STEPS, styles)]
+    result = faulty.runner.run_steps(steps, "km_styled")
+    assert not result.ok and result.divergence is not None, result
+    context = RunContext.collect(faulty.target, faulty.pool, result.divergence.namespace or "km_styled")
+    saved = save_case(tmp_path, steps, result.divergence, context=context, workload="default",
+                      runner=faulty.runner, replays=1)  # fmt: skip
+    assert json.loads(saved.path.read_text())["steps"][2]["style"] == styles[2].to_data()
+    case = load_case(saved.path)
+    assert list(case.steps) == steps
+    again = replay_case(case, faulty.runner)
+    assert again.status == "failing" and again.same_invariant, again.message
+    assert replay_case(case, clean.runner).status == "fixed"

@@ -54,6 +54,7 @@ from ..errors import (
     TransportError,
 )
 from ..model import (
+    CANONICAL_STYLE,
     REFUSALS,
     ColumnType,
     ExpectRows,
@@ -62,13 +63,24 @@ from ..model import (
     LiveOptions,
     LiveSub,
     Predicate,
+    SqlStyle,
     TableKind,
     compare_outcome,
 )
 from ..runner.outcomes import outcome_of_result
 from ..runner.records import TranscriptEntry
 from ..runner.seams import Extension
-from ..steps import LIVE_STEPS, NextBatch, Request, Restart, ResubscribeFromSeq, Step, Subscribe, Unsubscribe
+from ..steps import (
+    LIVE_STEPS,
+    NextBatch,
+    Request,
+    Restart,
+    ResubscribeFromSeq,
+    Step,
+    Subscribe,
+    Unsubscribe,
+    subscription_sql,
+)
 
 if TYPE_CHECKING:
     from ..runner import Session
@@ -95,6 +107,8 @@ class LiveExtension(Extension):
         ] = []  # changes of the last steps in every scope (cross-user attribution)
         #: what was checked: subscriptions, batches, changes, quiet windows, SQL cross-checks
         self.stats: Counter[str] = Counter()
+        #: the SQL style each subscription's query is written in (a resume writes it as its first subscribe did)
+        self.styles: dict[str, SqlStyle] = {}
 
     # ------------------------------------------------------------------ runner hooks
 
@@ -213,6 +227,7 @@ class LiveExtension(Extension):
 
     def _subscribe(self, session: Session, step: Subscribe) -> None:
         options = LiveOptions(step.snapshot, step.batch_size, step.last_rows if step.snapshot else None)
+        self.styles[step.sub_id] = step.style
         self._open(session, step, step.sub_id, step.actor, step.table, step.columns, step.where, options)
 
     def _resubscribe(self, session: Session, step: ResubscribeFromSeq) -> None:
@@ -224,6 +239,7 @@ class LiveExtension(Extension):
             # writes made so far arrived, so that the resume point does not depend on timing
             self._unsubscribe(session, Unsubscribe(step.from_sub, disconnect=True))
         options = LiveOptions(True, old.options.batch_size, None)
+        self.styles[step.sub_id] = self.styles.get(step.from_sub, CANONICAL_STYLE)  # resumed as first written
         seq = old.last_seq_seen if old.last_seq_seen is not None else 0
         resume_w = old.last_write if old.last_write is not None else 0
         self._open(
@@ -248,9 +264,7 @@ class LiveExtension(Extension):
         sub, refusal = self.live.subscribe(
             session.model, sub_id, actor, table, columns, where, options, resume_w, resume_seq
         )
-        cols = "*" if columns is None else ", ".join(columns)
-        where_sql = "" if where is None else f" WHERE {where.render()}"
-        sql = f"SELECT {cols} FROM {session.ns}.{table}{where_sql}"
+        sql = subscription_sql(self.styles.get(sub_id, CANONICAL_STYLE), session.ns, table, columns, where)
         conn = self._connect(session, actor)
         wire = options.wire(resume_seq)
         try:

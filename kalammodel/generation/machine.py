@@ -33,6 +33,7 @@ from ..errors import Divergence
 from ..model import Column, Role, TableKind, TableState
 from ..steps import Step
 from ._ddl import create_table
+from ._styles import restyle, sql_styles, styled
 from .known_bugs import KnownBugPolicy, known_bug_line
 from .operations import BY_NAME, FALLBACK, REGISTRY
 from .strategies import weighted
@@ -104,11 +105,13 @@ class KalamStateMachine(RuleBasedStateMachine):
         self.sub_count = 0
         self.sub_opened: dict[str, int] = {}  # subscription id -> index of the step that opened it
         self.resumed: set[str] = set()  # subscriptions resumed from already (each at most once)
+        self.data: st.DataObject | None = None  # the current rule's draws (the step's SQL style is drawn from it)
 
     # ------------------------------------------------------------------ the rules
 
     @initialize(target=tables, data=st.data())
     def first_table(self, data: st.DataObject) -> Any:  # Any: a table name or Hypothesis's multiple()
+        self.data = data
         self._draw_swarm(data)
         return create_table(self, "", data, "create_table")
 
@@ -136,6 +139,7 @@ class KalamStateMachine(RuleBasedStateMachine):
         """
         if self.met_known_bug is not None:  # the example ended at a known bug: the remaining calls are no-ops
             return multiple()
+        self.data = data
         choices = self._choices(table)
         op = BY_NAME[data.draw(_weighted_choice(tuple(choices)), label="operation")]
         result = op.draw(self, table, data, op.name)
@@ -164,9 +168,12 @@ class KalamStateMachine(RuleBasedStateMachine):
         """Run ``step`` in the session, then the step hooks; record the failure on a divergence.
 
         After a known bug went past (report mode) nothing runs: a draw function that runs several steps stops.
+        A step that sends SQL is written in a style drawn here, after its arguments (``generation/_styles.py``).
         """
         if self.met_known_bug is not None:
             return
+        if styled(step) and self.data is not None:
+            step = restyle(step, self.data.draw(sql_styles(), label="style"))
         event(f"step: {step.kind}")
         note(f"#{self.session.step_index + 1} {step.describe()}")
         try:

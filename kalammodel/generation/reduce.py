@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from ..errors import Divergence
+from ..model import CANONICAL_STYLE
 from ..steps import Flush, StartFlush, Step
 
 if TYPE_CHECKING:
@@ -46,18 +47,22 @@ class Reduction:
 
 
 def simplifications(step: Step) -> Iterator[Step]:
-    """Simpler variants of ``step``, each one change away: a multi-row INSERT cut to one row; an INSERT without
-    one of its non-first columns (so that an ADD COLUMN it named can go too); a read, write or subscription
-    without its WHERE, ORDER BY, OFFSET/LIMIT or projection. Variants that a step's validators refuse are
-    skipped. Candidates that change what the program means are fine: only one that still diverges on the same
-    invariant is kept."""
+    """Simpler variants of ``step``, each one change away: the step written in the canonical SQL style (so a
+    reduced case keeps a style only where the spelling matters); a multi-row INSERT cut to one row; an INSERT
+    without one of its non-first columns (so that an ADD COLUMN it named can go too); a read, write or
+    subscription without its WHERE, ORDER BY, OFFSET/LIMIT or projection. Variants that a step's validators
+    refuse are skipped. Candidates that change what the program means are fine: only one that still diverges on
+    the same invariant is kept."""
+    canonical = getattr(step, "style", CANONICAL_STYLE) == CANONICAL_STYLE
     if type(step) is StartFlush:  # a flush that is waited for: the program stops depending on timing
         yield _waited(step)
+        if not canonical:
+            yield attrs.evolve(step, style=CANONICAL_STYLE)
         return
     if not attrs.has(type(step)):
         return
     fields = attrs.fields_dict(type(step))  # type: ignore[arg-type]
-    changes: list[dict[str, Any]] = []
+    changes: list[dict[str, Any]] = [] if canonical else [{"style": CANONICAL_STYLE}]
     rows = getattr(step, "rows", None)
     if "rows" in fields and isinstance(rows, tuple) and len(rows) > 1:
         changes += [{"rows": (row,)} for row in rows]
@@ -120,7 +125,7 @@ def table_slice(steps: Sequence[Step], divergence: Divergence) -> list[Step] | N
 
 
 def _waited(step: Step) -> Flush:
-    return Flush(step.actor, step.table, step.as_user)  # type: ignore[attr-defined]
+    return Flush(step.actor, step.table, step.as_user, style=step.style)  # type: ignore[attr-defined]
 
 
 class _Reducer:

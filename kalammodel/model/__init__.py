@@ -47,7 +47,18 @@ from ._predicates import (
 )
 from ._state import TableState
 from ._style import CANONICAL as CANONICAL_STYLE
-from ._style import SqlStyle
+from ._style import (
+    SqlStyle,
+    render_alter_add,
+    render_alter_drop,
+    render_column,
+    render_create_table,
+    render_delete,
+    render_flush,
+    render_insert,
+    render_select,
+    render_update,
+)
 from ._types import (
     ACTOR_ROLES,
     RESERVED_COLUMNS,
@@ -113,7 +124,16 @@ __all__ = [
     "flush_message_kind",
     "pred_from_data",
     "pred_to_data",
+    "render_alter_add",
+    "render_alter_drop",
+    "render_column",
+    "render_create_table",
+    "render_delete",
+    "render_flush",
+    "render_insert",
+    "render_select",
     "render_timestamp",
+    "render_update",
     "render_value",
     "row_key",
     "unexpected_rows",

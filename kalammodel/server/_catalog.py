@@ -243,7 +243,7 @@ class Catalog:
     def _parse_columns(self, text: str, table_label: str) -> list[exp.ColumnDef]:
         try:
             # postgres reads FLOAT as DOUBLE PRECISION; KalamDB's FLOAT is f32 (§2.4)
-            text = re.sub(r"(?i)(\b[a-z_][a-z0-9_]*\s+)FLOAT\b(?!\s*\()", r"\1REAL", text)
+            text = re.sub(r'(?i)((?:\b[a-z_][a-z0-9_]*|"[^"]+")\s+)FLOAT\b(?!\s*\()', r"\1REAL", text)
             tree = sqlglot.parse_one(f"CREATE TABLE __x {text}", read="postgres")
         except sqlglot.errors.ParseError as e:
             raise SqlFailure(

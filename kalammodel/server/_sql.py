@@ -19,7 +19,10 @@ from ._values import SqlFailure
 __all__ = ["Stmt", "parse_sql", "parse_statement", "split_statements", "substitute_params"]
 
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
-_QNAME = rf"(?:({_IDENT})\.)?({_IDENT})"
+#: a namespace, table or column name, bare or in double quotes (``"ns"."t"``); parse_statement unquotes it
+_NAME = rf'(?:"{_IDENT}"|{_IDENT})'
+_QUOTED_NAME = re.compile(rf'"({_IDENT})"')
+_QNAME = rf"(?:({_NAME})\.)?({_NAME})"
 
 
 @attrs.frozen
@@ -72,17 +75,24 @@ def _unquote(s: str | None) -> str | None:
     return s
 
 
+def _unquote_name(group: str | None) -> str | None:
+    """A name group of a KalamDB statement without its double quotes (names are lowercased at creation,
+    PROTOCOL §4.2, so ``"t"`` and ``t`` name one table); every other group as it is."""
+    m = _QUOTED_NAME.fullmatch(group) if group is not None else None
+    return m.group(1) if m else group
+
+
 _RX: list[tuple[str, re.Pattern[str]]] = [
     ("begin", re.compile(r"(?:BEGIN|START\s+TRANSACTION)(?:\s+TRANSACTION|\s+WORK)?", re.I)),
     ("commit", re.compile(r"COMMIT(?:\s+TRANSACTION|\s+WORK)?", re.I)),
     ("rollback", re.compile(r"ROLLBACK(?:\s+TRANSACTION|\s+WORK)?", re.I)),
     (
         "create_namespace",
-        re.compile(rf"CREATE\s+(?:NAMESPACE|SCHEMA)\s+(IF\s+NOT\s+EXISTS\s+)?({_IDENT})", re.I),
+        re.compile(rf"CREATE\s+(?:NAMESPACE|SCHEMA)\s+(IF\s+NOT\s+EXISTS\s+)?({_NAME})", re.I),
     ),
     (
         "drop_namespace",
-        re.compile(rf"DROP\s+(?:NAMESPACE|SCHEMA)\s+(IF\s+EXISTS\s+)?({_IDENT})(?:\s+CASCADE)?", re.I),
+        re.compile(rf"DROP\s+(?:NAMESPACE|SCHEMA)\s+(IF\s+EXISTS\s+)?({_NAME})(?:\s+CASCADE)?", re.I),
     ),
     (
         "create_table",
@@ -99,7 +109,7 @@ _RX: list[tuple[str, re.Pattern[str]]] = [
     ("alter_add", re.compile(rf"ALTER\s+TABLE\s+{_QNAME}\s+ADD\s+(?:COLUMN\s+)?(.+)", re.I | re.S)),
     (
         "alter_drop",
-        re.compile(rf"ALTER\s+TABLE\s+{_QNAME}\s+DROP\s+(?:COLUMN\s+)?(IF\s+EXISTS\s+)?({_IDENT})", re.I),
+        re.compile(rf"ALTER\s+TABLE\s+{_QNAME}\s+DROP\s+(?:COLUMN\s+)?(IF\s+EXISTS\s+)?({_NAME})", re.I),
     ),
     ("alter_access", re.compile(rf"ALTER\s+TABLE\s+{_QNAME}\s+SET\s+ACCESS\s+LEVEL\s+({_IDENT})", re.I)),
     (
@@ -122,7 +132,7 @@ _RX: list[tuple[str, re.Pattern[str]]] = [
     (
         "flush_all",
         re.compile(
-            rf"(?:STORAGE\s+)?FLUSH\s+ALL(?:\s+TABLES)?(?:\s+IN\s+(?:NAMESPACE\s+)?({_IDENT}))?", re.I
+            rf"(?:STORAGE\s+)?FLUSH\s+ALL(?:\s+TABLES)?(?:\s+IN\s+(?:NAMESPACE\s+)?({_NAME}))?", re.I
         ),
     ),
     (
@@ -162,7 +172,7 @@ def parse_statement(text: str) -> Stmt:
     for kind, rx in _RX:
         m = rx.fullmatch(text)
         if m:
-            return Stmt(kind, text, {"m": m.groups()})
+            return Stmt(kind, text, {"m": tuple(_unquote_name(g) for g in m.groups())})
     head = text.split(None, 1)[0].upper()
     if head in ("SELECT", "WITH", "INSERT", "UPDATE", "DELETE", "VALUES", "("):
         try:

@@ -27,7 +27,7 @@ from .codec import step_from_data, step_to_data
 from .ddl import AlterAddColumn, AlterDropColumn, CreateTable
 from .dml import Delete, Insert, InsertNamingDroppedColumn, StreamInsert, StreamUpdate, Update, UpdateExpr
 from .flush import AwaitFlush, Flush, StartFlush
-from .live import LIVE_STEPS, NextBatch, ResubscribeFromSeq, Subscribe, Unsubscribe
+from .live import LIVE_STEPS, NextBatch, ResubscribeFromSeq, Subscribe, Unsubscribe, subscription_sql
 from .probes import ProbeCreateShared, ProbeExecuteAs, ProbeSharedWrite, ProbeSystemRead
 from .reads import Count, Select, SelectDeleted, StreamSelect
 
@@ -68,4 +68,5 @@ __all__ = [
     "render_value",
     "step_from_data",
     "step_to_data",
+    "subscription_sql",
 ]

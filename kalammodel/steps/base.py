@@ -13,7 +13,7 @@ from typing import Any, ClassVar, TypeVar
 import attrs
 
 from ..errors import InternalError
-from ..model import Expectation, Model, Predicate
+from ..model import CANONICAL_STYLE, Expectation, Model, Predicate, SqlStyle
 
 
 class StepFamily(enum.Enum):
@@ -78,7 +78,16 @@ class Step:
         return who if self.as_user is None else f"{who}, as_user={self.as_user!r}"
 
     def _request(self, sql: str) -> list[Request]:
+        if self.as_user is not None and sql.endswith(";"):
+            # the runner wraps the statement in EXECUTE AS USER '...' (...): a semicolon belongs after that
+            # wrapper, never inside it (a server splitting on ';' would cut the wrapper in two)
+            sql = sql[:-1]
         return [Request(self.actor, sql, self.as_user)]
+
+    def _styled(self) -> str:
+        """``, style=...`` for a step whose SQL style is not canonical (steps without SQL have none)."""
+        style: SqlStyle = getattr(self, "style", CANONICAL_STYLE)
+        return "" if style == CANONICAL_STYLE else f", style=[{style.describe()}]"
 
 
 #: every registered step class by its kind, in registration order (the order of the family modules)
@@ -120,10 +129,6 @@ def _show(value: Any) -> str:
 
 def _row_text(row: tuple[Any, ...]) -> str:
     return "(" + ", ".join(_show(v) for v in row) + ")"
-
-
-def _where_sql(where: Predicate | None) -> str:
-    return "" if where is None else f" WHERE {where.render()}"
 
 
 def _where_text(where: Predicate | None) -> str:

@@ -10,7 +10,8 @@ job is to check it. A cell stays ``Any`` too: a JSON scalar (None, bool, int, fl
 ``_cell``.
 
 To data: :func:`step_to_data`, which writes every attrs field of a registered step, predicates and table
-specs through their ``*_to_data`` forms (``kalammodel.model``) and enums by value.
+specs through their ``*_to_data`` forms (``kalammodel.model``) and enums by value; a step's SQL ``style`` only when
+it is not the canonical one (so case files written before styles existed re-save byte for byte).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import attrs
 
 from ..errors import UsageError
 from ..model import (
+    CANONICAL_STYLE,
     And,
     Between,
     Cmp,
@@ -36,6 +38,7 @@ from ..model import (
     Or,
     Predicate,
     SetExpr,
+    SqlStyle,
     TableSpec,
     pred_from_data,
     pred_to_data,
@@ -67,7 +70,12 @@ def step_to_data(step: Step) -> dict[str, Any]:
         raise UsageError(f"{step!r} is not a registered step; known kinds: {sorted(STEP_TYPES)}")
     data: dict[str, Any] = {"kind": step.kind}
     for field in attrs.fields(type(step)):  # type: ignore[arg-type]  # register() checked it is attrs
-        data[field.name] = _to_data(getattr(step, field.name))
+        value = getattr(step, field.name)
+        if isinstance(value, SqlStyle):
+            if value != CANONICAL_STYLE:  # the canonical style is left out: old case files re-save unchanged
+                data[field.name] = value.to_data()
+            continue
+        data[field.name] = _to_data(value)
     return data
 
 
@@ -266,6 +274,15 @@ def _column(value: Any) -> Column:
         return Column.from_data(value)
     except (TypeError, ValueError) as exc:
         raise _fail("column", str(exc)) from None
+
+
+def _style(value: Any) -> SqlStyle:
+    if isinstance(value, SqlStyle):
+        return value
+    try:
+        return SqlStyle.from_data(value)
+    except ValueError as exc:
+        raise _fail("style", str(exc)) from None
 
 
 def _seconds(value: Any) -> float:

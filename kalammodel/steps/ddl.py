@@ -7,9 +7,19 @@ from typing import ClassVar
 
 import attrs
 
-from ..model import Column, Expectation, Model, TableSpec
+from ..model import (
+    CANONICAL_STYLE,
+    Column,
+    Expectation,
+    Model,
+    SqlStyle,
+    TableSpec,
+    render_alter_add,
+    render_alter_drop,
+    render_create_table,
+)
 from .base import Request, Step, StepFamily, register
-from .codec import _actor, _column, _column_name, _opt_str, _spec, _table
+from .codec import _actor, _column, _column_name, _opt_str, _spec, _style, _table
 
 
 @register
@@ -22,9 +32,10 @@ class CreateTable(Step):
     actor: str = attrs.field(converter=_actor)
     spec: TableSpec = attrs.field(converter=_spec)
     as_user: str | None = attrs.field(default=None, converter=_opt_str)
+    style: SqlStyle = attrs.field(default=CANONICAL_STYLE, converter=_style, kw_only=True)
 
     def requests(self, ns: str) -> list[Request]:
-        return self._request(self.spec.render(ns))
+        return self._request(render_create_table(self.style, self.spec, ns))
 
     def apply(self, model: Model) -> list[Expectation]:
         return [model.create_table(self.actor, self.spec, self.as_user)]
@@ -38,7 +49,7 @@ class CreateTable(Step):
             if value is not None:
                 options.append(f"{name}={value.value if isinstance(value, enum.Enum) else value!r}")
         opts = f", {', '.join(options)}" if options else ""
-        return f"{self.kind}({spec.name}, {spec.kind.value}, [{cols}]{opts}, {self._who()})"
+        return f"{self.kind}({spec.name}, {spec.kind.value}, [{cols}]{opts}, {self._who()}{self._styled()})"
 
 
 @register
@@ -52,15 +63,16 @@ class AlterAddColumn(Step):
     table: str = attrs.field(converter=_table)
     column: Column = attrs.field(converter=_column)
     as_user: str | None = attrs.field(default=None, converter=_opt_str)
+    style: SqlStyle = attrs.field(default=CANONICAL_STYLE, converter=_style, kw_only=True)
 
     def requests(self, ns: str) -> list[Request]:
-        return self._request(f"ALTER TABLE {ns}.{self.table} ADD COLUMN {self.column.render()}")
+        return self._request(render_alter_add(self.style, self.style.qualified(ns, self.table), self.column))
 
     def apply(self, model: Model) -> list[Expectation]:
         return [model.alter_add_column(self.actor, self.table, self.column, self.as_user)]
 
     def describe(self) -> str:
-        return f"{self.kind}({self.table}, {self._who()}, {self.column.render()!r})"
+        return f"{self.kind}({self.table}, {self._who()}, {self.column.render()!r}{self._styled()})"
 
 
 @register
@@ -74,12 +86,13 @@ class AlterDropColumn(Step):
     table: str = attrs.field(converter=_table)
     column: str = attrs.field(converter=_column_name)
     as_user: str | None = attrs.field(default=None, converter=_opt_str)
+    style: SqlStyle = attrs.field(default=CANONICAL_STYLE, converter=_style, kw_only=True)
 
     def requests(self, ns: str) -> list[Request]:
-        return self._request(f"ALTER TABLE {ns}.{self.table} DROP COLUMN {self.column}")
+        return self._request(render_alter_drop(self.style, self.style.qualified(ns, self.table), self.column))
 
     def apply(self, model: Model) -> list[Expectation]:
         return [model.alter_drop_column(self.actor, self.table, self.column, self.as_user)]
 
     def describe(self) -> str:
-        return f"{self.kind}({self.table}, {self._who()}, {self.column!r})"
+        return f"{self.kind}({self.table}, {self._who()}, {self.column!r}{self._styled()})"

@@ -9,8 +9,20 @@ from typing import Any, ClassVar
 
 import attrs
 
-from ..model import Cmp, ColumnType, Expectation, Model, Predicate, SetExpr, render_value
-from .base import Request, Step, StepFamily, _row_text, _show, _where_sql, _where_text, register
+from ..model import (
+    CANONICAL_STYLE,
+    Cmp,
+    ColumnType,
+    Expectation,
+    Model,
+    Predicate,
+    SetExpr,
+    SqlStyle,
+    render_delete,
+    render_insert,
+    render_update,
+)
+from .base import Request, Step, StepFamily, _row_text, _show, _where_text, register
 from .codec import (
     _actor,
     _assignments,
@@ -19,6 +31,7 @@ from .codec import (
     _fail,
     _opt_str,
     _rows,
+    _style,
     _table,
     _types,
     _where,
@@ -38,6 +51,7 @@ class Insert(Step):
     types: tuple[ColumnType, ...] = attrs.field(converter=_types)
     rows: tuple[tuple[Any, ...], ...] = attrs.field(converter=_rows)
     as_user: str | None = attrs.field(default=None, converter=_opt_str)
+    style: SqlStyle = attrs.field(default=CANONICAL_STYLE, converter=_style, kw_only=True)
 
     @types.validator
     def _check_shape(self, attribute: attrs.Attribute, value: tuple[ColumnType, ...]) -> None:
@@ -53,17 +67,16 @@ class Insert(Step):
                 raise _fail("rows", f"row {row!r} has {len(row)} value(s) for {len(self.columns)} column(s)")
 
     def requests(self, ns: str) -> list[Request]:
-        values = ", ".join(
-            "(" + ", ".join(render_value(t, v) for t, v in zip(self.types, row)) + ")" for row in self.rows
-        )
-        return self._request(f"INSERT INTO {ns}.{self.table} ({', '.join(self.columns)}) VALUES {values}")
+        target = self.style.qualified(ns, self.table)
+        return self._request(render_insert(self.style, target, self.columns, self.types, self.rows))
 
     def apply(self, model: Model) -> list[Expectation]:
         return [model.insert(self.actor, self.table, self.columns, self.types, self.rows, self.as_user)]
 
     def describe(self) -> str:
         rows = ", ".join(_row_text(r) for r in self.rows)
-        return f"{self.kind}({self.table}, {self._who()}, ({', '.join(self.columns)}) VALUES {rows})"
+        cols = ", ".join(self.columns)
+        return f"{self.kind}({self.table}, {self._who()}, ({cols}) VALUES {rows}{self._styled()})"
 
 
 @register
@@ -96,6 +109,7 @@ class Update(Step):
     assignments: tuple[tuple[str, ColumnType, Any], ...] = attrs.field(converter=_assignments)
     where: Predicate | None = attrs.field(default=None, converter=_where)
     as_user: str | None = attrs.field(default=None, converter=_opt_str)
+    style: SqlStyle = attrs.field(default=CANONICAL_STYLE, converter=_style, kw_only=True)
 
     @assignments.validator
     def _check_assignments(self, attribute: attrs.Attribute, value: tuple[Any, ...]) -> None:
@@ -121,15 +135,15 @@ class Update(Step):
         return cls(actor, table, assignments, Cmp(pk, pk_type, "=", pk_value), as_user)
 
     def requests(self, ns: str) -> list[Request]:
-        sets = ", ".join(f"{c} = {render_value(t, v)}" for c, t, v in self.assignments)
-        return self._request(f"UPDATE {ns}.{self.table} SET {sets}{_where_sql(self.where)}")
+        target = self.style.qualified(ns, self.table)
+        return self._request(render_update(self.style, target, self.assignments, self.where))
 
     def apply(self, model: Model) -> list[Expectation]:
         return [model.update(self.actor, self.table, self.assignments, self.where, self.as_user)]
 
     def describe(self) -> str:
         sets = ", ".join(f"{c}={_show(v)}" for c, _, v in self.assignments)
-        return f"{self.kind}({self.table}, {self._who()}, set=[{sets}]{_where_text(self.where)})"
+        return f"{self.kind}({self.table}, {self._who()}, set=[{sets}]{_where_text(self.where)}{self._styled()})"
 
 
 @register
@@ -155,6 +169,7 @@ class UpdateExpr(Step):
     assignments: tuple[tuple[str, ColumnType, Any], ...] = attrs.field(default=(), converter=_assignments)
     where: Predicate | None = attrs.field(default=None, converter=_where)
     as_user: str | None = attrs.field(default=None, converter=_opt_str)
+    style: SqlStyle = attrs.field(default=CANONICAL_STYLE, converter=_style, kw_only=True)
 
     @expressions.validator
     def _check_expressions(self, attribute: attrs.Attribute, value: tuple[SetExpr, ...]) -> None:
@@ -162,9 +177,9 @@ class UpdateExpr(Step):
             raise _fail("expressions", "needs at least one expression (a literal-only UPDATE is an update step)")
 
     def requests(self, ns: str) -> list[Request]:
-        sets = [e.render() for e in self.expressions]
-        sets += [f"{c} = {render_value(t, v)}" for c, t, v in self.assignments]
-        return self._request(f"UPDATE {ns}.{self.table} SET {', '.join(sets)}{_where_sql(self.where)}")
+        target = self.style.qualified(ns, self.table)
+        computed = [e.render() for e in self.expressions]
+        return self._request(render_update(self.style, target, self.assignments, self.where, computed))
 
     def apply(self, model: Model) -> list[Expectation]:
         return [
@@ -173,7 +188,7 @@ class UpdateExpr(Step):
 
     def describe(self) -> str:
         sets = [e.describe() for e in self.expressions] + [f"{c}={_show(v)}" for c, _, v in self.assignments]
-        return f"{self.kind}({self.table}, {self._who()}, set=[{', '.join(sets)}]{_where_text(self.where)})"
+        return f"{self.kind}({self.table}, {self._who()}, set=[{', '.join(sets)}]{_where_text(self.where)}{self._styled()})"
 
 
 @register
@@ -187,6 +202,7 @@ class Delete(Step):
     table: str = attrs.field(converter=_table)
     where: Predicate | None = attrs.field(default=None, converter=_where)
     as_user: str | None = attrs.field(default=None, converter=_opt_str)
+    style: SqlStyle = attrs.field(default=CANONICAL_STYLE, converter=_style, kw_only=True)
 
     @classmethod
     def by_pk(
@@ -196,10 +212,10 @@ class Delete(Step):
         return cls(actor, table, Cmp(pk, pk_type, "=", pk_value), as_user)
 
     def requests(self, ns: str) -> list[Request]:
-        return self._request(f"DELETE FROM {ns}.{self.table}{_where_sql(self.where)}")
+        return self._request(render_delete(self.style, self.style.qualified(ns, self.table), self.where))
 
     def apply(self, model: Model) -> list[Expectation]:
         return [model.delete(self.actor, self.table, self.where, self.as_user)]
 
     def describe(self) -> str:
-        return f"{self.kind}({self.table}, {self._who()}{_where_text(self.where)})"
+        return f"{self.kind}({self.table}, {self._who()}{_where_text(self.where)}{self._styled()})"

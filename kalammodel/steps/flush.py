@@ -6,9 +6,9 @@ from typing import ClassVar
 
 import attrs
 
-from ..model import Expectation, Model
+from ..model import CANONICAL_STYLE, Expectation, Model, SqlStyle, render_flush
 from .base import Request, Step, StepFamily, register
-from .codec import _actor, _opt_str, _table
+from .codec import _actor, _opt_str, _style, _table
 
 
 @register
@@ -21,16 +21,17 @@ class Flush(Step):
     actor: str = attrs.field(converter=_actor)
     table: str = attrs.field(converter=_table)
     as_user: str | None = attrs.field(default=None, converter=_opt_str)
+    style: SqlStyle = attrs.field(default=CANONICAL_STYLE, converter=_style, kw_only=True)
     wait: ClassVar[bool] = True
 
     def requests(self, ns: str) -> list[Request]:
-        return self._request(f"STORAGE FLUSH TABLE {ns}.{self.table}")
+        return self._request(render_flush(self.style, self.style.qualified(ns, self.table)))
 
     def apply(self, model: Model) -> list[Expectation]:
         return [model.flush(self.actor, self.table, wait=self.wait, as_user=self.as_user)]
 
     def describe(self) -> str:
-        return f"{self.kind}({self.table}, {self._who()})"
+        return f"{self.kind}({self.table}, {self._who()}{self._styled()})"
 
 
 @register

@@ -10,9 +10,16 @@ from typing import ClassVar
 import attrs
 
 from ..errors import UsageError
-from ..model import Expectation, Model, Predicate
-from .base import Request, Step, StepFamily, _where_sql, register
-from .codec import _actor, _opt_names, _opt_size, _str, _sub_id, _table, _where
+from ..model import CANONICAL_STYLE, Expectation, Model, Predicate, SqlStyle, render_select
+from .base import Request, Step, StepFamily, register
+from .codec import _actor, _opt_names, _opt_size, _str, _style, _sub_id, _table, _where
+
+
+def subscription_sql(
+    style: SqlStyle, ns: str, table: str, columns: tuple[str, ...] | None, where: Predicate | None
+) -> str:
+    """``SELECT cols|* FROM ns.table [WHERE]`` as a subscription sends it, written in ``style``."""
+    return render_select(style, style.qualified(ns, table), columns, where, end=False)
 
 
 class _LiveStep(Step):
@@ -43,11 +50,13 @@ class Subscribe(_LiveStep):
     snapshot: bool = True
     batch_size: int | None = attrs.field(default=None, converter=_opt_size("batch_size"))  # type: ignore[misc]
     last_rows: int | None = attrs.field(default=None, converter=_opt_size("last_rows"))  # type: ignore[misc]
+    style: SqlStyle = attrs.field(default=CANONICAL_STYLE, converter=_style, kw_only=True)
     as_user: ClassVar[str | None] = None  # type: ignore[misc]
 
     def sql(self, ns: str) -> str:
-        cols = "*" if self.columns is None else ", ".join(self.columns)
-        return f"SELECT {cols} FROM {ns}.{self.table}{_where_sql(self.where)}"
+        """The subscription's query in the step's style (never with a trailing semicolon: a subscription is one
+        query, not a statement list)."""
+        return subscription_sql(self.style, ns, self.table, self.columns, self.where)
 
     def describe(self) -> str:
         parts = [self.sub_id, self.table, f"by={self.actor}"]
@@ -60,7 +69,7 @@ class Subscribe(_LiveStep):
             parts.append(f"batch_size={self.batch_size}")
         if self.last_rows is not None:
             parts.append(f"last_rows={self.last_rows}")
-        return f"{self.kind}({', '.join(parts)})"
+        return f"{self.kind}({', '.join(parts)}{self._styled()})"
 
 
 @register

@@ -10,9 +10,9 @@ from typing import ClassVar
 
 import attrs
 
-from ..model import Expectation, Model
+from ..model import CANONICAL_STYLE, Expectation, Model, SqlStyle, render_select
 from .base import Request, Step, StepFamily, register
-from .codec import _actor, _opt_str, _table
+from .codec import _actor, _opt_str, _style, _table
 from .ddl import CreateTable
 from .dml import Insert
 from .reads import Select
@@ -56,12 +56,13 @@ class ProbeSystemRead(Step):
     actor: str = attrs.field(converter=_actor)
     table: str = attrs.field(default="users", converter=_table)
     as_user: str | None = attrs.field(default=None, converter=_opt_str)
+    style: SqlStyle = attrs.field(default=CANONICAL_STYLE, converter=_style, kw_only=True)
 
     def requests(self, ns: str) -> list[Request]:
-        return self._request(f"SELECT * FROM system.{self.table} LIMIT 1")
+        return self._request(render_select(self.style, self.style.qualified("system", self.table), limit=1))
 
     def apply(self, model: Model) -> list[Expectation]:
         return [model.read_system_table(self.actor, self.table, self.as_user)]
 
     def describe(self) -> str:
-        return f"{self.kind}(system.{self.table}, {self._who()})"
+        return f"{self.kind}(system.{self.table}, {self._who()}{self._styled()})"

@@ -6,9 +6,9 @@ from typing import ClassVar
 
 import attrs
 
-from ..model import Cmp, ColumnType, Expectation, Model, Predicate
-from .base import Request, Step, StepFamily, _where_sql, _where_text, register
-from .codec import _actor, _limit, _offset, _opt_names, _opt_str, _order_by, _table, _where
+from ..model import CANONICAL_STYLE, Cmp, ColumnType, Expectation, Model, Predicate, SqlStyle, render_select
+from .base import Request, Step, StepFamily, _where_text, register
+from .codec import _actor, _limit, _offset, _opt_names, _opt_str, _order_by, _style, _table, _where
 
 
 @register
@@ -27,17 +27,14 @@ class Select(Step):
     limit: int | None = attrs.field(default=None, converter=_limit)
     offset: int | None = attrs.field(default=None, converter=_offset)
     as_user: str | None = attrs.field(default=None, converter=_opt_str)
+    style: SqlStyle = attrs.field(default=CANONICAL_STYLE, converter=_style, kw_only=True)
 
     def requests(self, ns: str) -> list[Request]:
-        cols = "*" if self.columns is None else ", ".join(self.columns)
-        sql = f"SELECT {cols} FROM {ns}.{self.table}{_where_sql(self.where)}"
-        if self.order_by:
-            sql += " ORDER BY " + ", ".join(f"{c} DESC" if d else f"{c} ASC" for c, d in self.order_by)
-        if self.limit is not None:
-            sql += f" LIMIT {self.limit}"
-        if self.offset is not None:
-            sql += f" OFFSET {self.offset}"
-        return self._request(sql)
+        s = self.style
+        source = s.qualified(ns, self.table)
+        return self._request(
+            render_select(s, source, self.columns, self.where, self.order_by, self.limit, self.offset)
+        )
 
     def apply(self, model: Model) -> list[Expectation]:
         return [
@@ -67,7 +64,7 @@ class Select(Step):
             parts.append(f"limit={self.limit}")
         if self.offset is not None:
             parts.append(f"offset={self.offset}")
-        return f"{self.kind}({', '.join(parts)})"
+        return f"{self.kind}({', '.join(parts)}{self._styled()})"
 
 
 @register
@@ -94,9 +91,10 @@ class SelectDeleted(Step):
     table: str = attrs.field(converter=_table)
     columns: tuple[str, ...] | None = attrs.field(default=None, converter=_opt_names)
     as_user: str | None = attrs.field(default=None, converter=_opt_str)
+    style: SqlStyle = attrs.field(default=CANONICAL_STYLE, converter=_style, kw_only=True)
 
     def _select(self) -> Select:
-        return Select(self.actor, self.table, self.columns, _DELETED_TRUE, as_user=self.as_user)
+        return Select(self.actor, self.table, self.columns, _DELETED_TRUE, as_user=self.as_user, style=self.style)
 
     def requests(self, ns: str) -> list[Request]:
         return self._select().requests(ns)
@@ -106,7 +104,7 @@ class SelectDeleted(Step):
 
     def describe(self) -> str:
         cols = "" if self.columns is None else f", columns=[{', '.join(self.columns)}]"
-        return f"{self.kind}({self.table}, {self._who()}{cols})"
+        return f"{self.kind}({self.table}, {self._who()}{cols}{self._styled()})"
 
 
 @register
@@ -121,12 +119,14 @@ class Count(Step):
     table: str = attrs.field(converter=_table)
     where: Predicate | None = attrs.field(default=None, converter=_where)
     as_user: str | None = attrs.field(default=None, converter=_opt_str)
+    style: SqlStyle = attrs.field(default=CANONICAL_STYLE, converter=_style, kw_only=True)
 
     def requests(self, ns: str) -> list[Request]:
-        return self._request(f"SELECT COUNT(*) AS n FROM {ns}.{self.table}{_where_sql(self.where)}")
+        source = self.style.qualified(ns, self.table)
+        return self._request(render_select(self.style, source, where=self.where, count=True))
 
     def apply(self, model: Model) -> list[Expectation]:
         return [model.count(self.actor, self.table, self.where, self.as_user)]
 
     def describe(self) -> str:
-        return f"{self.kind}({self.table}, {self._who()}{_where_text(self.where)})"
+        return f"{self.kind}({self.table}, {self._who()}{_where_text(self.where)}{self._styled()})"

@@ -223,3 +223,38 @@ def test_resume_of_an_open_subscription_drops_it_first(runner):
         assert subs["s2"].last_seq_seen > subs["s1"].last_seq_seen
     finally:
         session.close()
+
+
+def test_subscriptions_written_in_sql_styles(runner, monkeypatch):
+    """A subscription's query follows its step's SQL style (a resume writes it as the first subscribe did), and
+    the embedded server answers it as the canonical one."""
+    from kalammodel.client import LiveConnection
+    from kalammodel.model import And, Not, Or, SqlStyle
+
+    sent: list[str] = []
+    real = LiveConnection.subscribe
+
+    def spy(self, sub_id, sql, options=None):
+        sent.append(sql)
+        return real(self, sub_id, sql, options)
+
+    monkeypatch.setattr(LiveConnection, "subscribe", spy)
+    style = SqlStyle(keywords="lower", quote=True, space="newline", ne="<>", negation="infix",
+                     operands="literal_first", semicolon=True)  # fmt: skip
+    # within what KalamDB's live filters evaluate today (non-nullable columns, comparisons): the spelling is tested
+    where = Or((And((Cmp("n", B, ">", 1), Not(Cmp("id", B, "!=", 4)))), Not(Cmp("id", B, ">=", 2))))
+    steps = [
+        _table(),
+        _insert("user1", (1, 1, "a"), (2, 5, "b"), (3, 3, None), (4, 4, "d")),
+        Subscribe("user1", "t", "s1", columns=("id", "n"), where=where, batch_size=2, style=style),
+        NextBatch("s1"),
+        _insert("user1", (5, 7, "e")),
+        Update("user1", "t", (("n", B, 0),), Cmp("id", B, "=", 2), style=style),
+        Unsubscribe("s1", disconnect=True),
+        _insert("user1", (6, 8, "f")),
+        ResubscribeFromSeq("s2", "s1"),
+    ]
+    _ok(runner.run_steps(steps))
+    assert len(sent) == 2 and sent[0] == sent[1], sent
+    assert sent[0].startswith('select "id",\n  "n"\nfrom "') and '(1 < "n"\n  and 4 = "id")' in sent[0]
+    assert not sent[0].endswith(";")  # a subscription is one query, not a statement list
