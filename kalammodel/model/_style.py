@@ -371,6 +371,8 @@ def render_column(style: SqlStyle, column: Column) -> str:
         parts.append(style.kws("PRIMARY KEY"))
     elif not column.nullable:
         parts.append(style.kws("NOT NULL"))
+    if column.default is not None:
+        parts += [style.kw("DEFAULT"), style.value(column.type, column.default)]
     return style.gap().join(parts)
 
 

@@ -191,3 +191,19 @@ def test_the_reducer_tries_the_canonical_style_first():
     start = StartFlush("dba", "t0", style=style)
     assert list(simplifications(start)) == [Flush("dba", "t0", style=style), StartFlush("dba", "t0")]
     assert not styled(Pause(1.0)) and restyle(Pause(1.0), style) == Pause(1.0)
+
+
+def test_a_column_default_is_rendered_in_every_style():
+    """CREATE TABLE keeps a column's DEFAULT in every style (a styled renderer once dropped it, so an INSERT
+    leaving the column out failed NOT NULL on the embedded server)."""
+    from kalammodel.model import Column, TableSpec
+
+    cols = (
+        Column("id", ColumnType.BIGINT, primary_key=True),
+        Column("c2", ColumnType.TEXT, nullable=False, default=""),
+    )
+    step = CreateTable("dba", TableSpec(name="t1", kind="USER", columns=cols))
+    assert step.requests("ns")[0].sql == TableSpec(name="t1", kind="USER", columns=cols).render("ns")
+    assert "DEFAULT ''" in step.requests("ns")[0].sql
+    lower = restyle(step, SqlStyle(keywords="lower", quote=True))
+    assert "default ''" in lower.requests("ns")[0].sql
