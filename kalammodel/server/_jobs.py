@@ -299,12 +299,6 @@ class Flusher:
         tkey = table.key
         keep = [v for v in latest.values() if v.seq not in sc.lost_seqs]
         if _faults.active("delete_resurrects_after_flush"):
-            # finding 1: tombstones are skipped and every scanned hot key is deleted, so an older segment's
-            # version shows again; a flush of tombstones only returns early and keeps them hot
-            if keep and all(v.deleted for v in keep):
-                with self.lock:
-                    sc.flushing = set()
-                return 0
             keep = [v for v in keep if not v.deleted]
         keep.sort(key=lambda v: v.seq)
         directory = self.catalog.scope_dir(table, owner)
