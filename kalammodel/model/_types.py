@@ -282,15 +282,10 @@ class Column:
         self.type.check(value)
 
     def render(self) -> str:
-        """The column definition of CREATE TABLE / ADD COLUMN."""
-        parts = [self.name, self.type.sql]
-        if self.primary_key:
-            parts.append("PRIMARY KEY")
-        elif not self.nullable:
-            parts.append("NOT NULL")
-        if self.default is not None:
-            parts += ["DEFAULT", render_value(self.type, self.default)]
-        return " ".join(parts)
+        """The column definition of CREATE TABLE / ADD COLUMN, in the canonical SQL style."""
+        from ._style import CANONICAL, render_column  # _style builds on this module
+
+        return render_column(CANONICAL, self)
 
     @property
     def not_null(self) -> bool:
@@ -351,19 +346,10 @@ class TableSpec:
         return None
 
     def render(self, ns: str) -> str:
-        """The CREATE TABLE statement in namespace ``ns``."""
-        cols = ", ".join(c.render() for c in self.columns)
-        options = []
-        if self.ttl_seconds is not None:
-            options.append(f"TTL_SECONDS = {self.ttl_seconds}")
-        if self.access_level is not None:
-            options.append(f"ACCESS_LEVEL = '{self.access_level.value}'")
-        if self.storage_id is not None:
-            options.append(f"STORAGE_ID = '{self.storage_id}'")
-        if self.flush_policy is not None:
-            options.append(f"FLUSH_POLICY = '{self.flush_policy}'")
-        with_clause = f" WITH ({', '.join(options)})" if options else ""
-        return f"CREATE {self.kind.value} TABLE {ns}.{self.name} ({cols}){with_clause}"
+        """The CREATE TABLE statement in namespace ``ns``, in the canonical SQL style."""
+        from ._style import CANONICAL, render_create_table  # _style builds on this module
+
+        return render_create_table(CANONICAL, self, ns)
 
     def to_data(self) -> dict[str, Any]:
         return {
